@@ -1,0 +1,280 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/skiff-io/skiff/pkg/config"
+)
+
+// Long flag names; each is also the config file key.
+const (
+	flagConfig               = "config"
+	flagDataDir              = "data-dir"
+	flagBindAddress          = "bind-address"
+	flagHTTPSPort            = "https-listen-port"
+	flagAdvertiseAddress     = "advertise-address"
+	flagNodeIP               = "node-ip"
+	flagNodeName             = "node-name"
+	flagTLSSAN               = "tls-san"
+	flagClusterCIDR          = "cluster-cidr"
+	flagServiceCIDR          = "service-cidr"
+	flagClusterDNS           = "cluster-dns"
+	flagClusterDomain        = "cluster-domain"
+	flagToken                = "token"
+	flagTokenFile            = "token-file"
+	flagKubeconfig           = "write-kubeconfig"
+	flagKubeconfigMode       = "write-kubeconfig-mode"
+	flagDatastoreEndpoint    = "datastore-endpoint"
+	flagDisableAgent         = "disable-agent"
+	flagAPIServerArg         = "kube-apiserver-arg"
+	flagControllerManagerArg = "kube-controller-manager-arg"
+	flagSchedulerArg         = "kube-scheduler-arg"
+	flagDebug                = "debug"
+)
+
+const (
+	categoryGeneral    = "General"
+	categoryListener   = "Listener"
+	categoryNetworking = "Networking"
+	categoryNode       = "Node"
+	categoryCluster    = "Cluster"
+	categoryKubeconfig = "Kubeconfig"
+	categoryComponents = "Components"
+)
+
+// envVar derives the environment variable for a flag; a few flags keep the
+// shorter names users know from elsewhere, so they are spelled out.
+func envVar(name string) []string {
+	switch name {
+	case flagConfig:
+		return []string{"SKIFF_CONFIG_FILE"}
+	case flagKubeconfig:
+		return []string{"SKIFF_KUBECONFIG_OUTPUT"}
+	case flagKubeconfigMode:
+		return []string{"SKIFF_KUBECONFIG_MODE"}
+	}
+	return []string{"SKIFF_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+}
+
+func configFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:      flagConfig,
+		Aliases:   []string{"c"},
+		Category:  categoryGeneral,
+		Usage:     "YAML file whose keys are the long flag names; flags and environment override it (empty disables it)",
+		Value:     config.DefaultConfigFile,
+		EnvVars:   envVar(flagConfig),
+		TakesFile: true,
+	}
+}
+
+func dataDirFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:      flagDataDir,
+		Aliases:   []string{"d"},
+		Category:  categoryGeneral,
+		Usage:     "absolute directory for certificates, the datastore and the cluster token",
+		Value:     config.DefaultDataDir,
+		EnvVars:   envVar(flagDataDir),
+		TakesFile: true,
+	}
+}
+
+// serverFlags also serves as the schema of the config file: its long names
+// are the only accepted keys and its types decide how values are read.
+func serverFlags() []cli.Flag {
+	str := func(name, category, usage, value string) *cli.StringFlag {
+		return &cli.StringFlag{Name: name, Category: category, Usage: usage, Value: value, EnvVars: envVar(name)}
+	}
+	list := func(name, category, usage string) *cli.StringSliceFlag {
+		return &cli.StringSliceFlag{Name: name, Category: category, Usage: usage, EnvVars: envVar(name)}
+	}
+
+	token := str(flagToken, categoryCluster, "cluster join secret (full K10 form or bare secret); default: reuse the stored one or generate one", "")
+	token.Aliases = []string{"t"}
+	tokenFile := str(flagTokenFile, categoryCluster, "file holding the cluster join secret; exclusive with --token", "")
+	tokenFile.TakesFile = true
+	kubeconfig := str(flagKubeconfig, categoryKubeconfig, "where to write the admin kubeconfig", config.DefaultKubeconfig)
+	kubeconfig.Aliases = []string{"o"}
+	kubeconfig.TakesFile = true
+
+	return []cli.Flag{
+		configFlag(),
+		dataDirFlag(),
+		&cli.BoolFlag{Name: flagDebug, Category: categoryGeneral, Usage: "log at debug level", EnvVars: envVar(flagDebug)},
+
+		str(flagBindAddress, categoryListener, "IP address the API server listens on", config.DefaultBindAddress),
+		&cli.IntFlag{Name: flagHTTPSPort, Category: categoryListener, Usage: "port the API server listens on", Value: config.DefaultHTTPSPort, EnvVars: envVar(flagHTTPSPort)},
+		str(flagAdvertiseAddress, categoryListener, "IP address the API server advertises to the cluster (default: the node IP)", ""),
+		list(flagTLSSAN, categoryListener, "extra IP address or DNS name for the serving certificate; repeat the flag or separate with commas"),
+
+		str(flagClusterCIDR, categoryNetworking, "pod IP range; IPv4, IPv6 or \"v4,v6\" for dual stack", config.DefaultClusterCIDR),
+		str(flagServiceCIDR, categoryNetworking, "service IP range; IPv4 (/12 or longer), IPv6 (/108 or longer) or \"v4,v6\"", config.DefaultServiceCIDR),
+		str(flagClusterDNS, categoryNetworking, "cluster DNS service IP, inside --service-cidr", config.DefaultClusterDNS),
+		str(flagClusterDomain, categoryNetworking, "cluster DNS domain", config.DefaultClusterDomain),
+
+		str(flagNodeIP, categoryNode, "IP address of this node; \"v4,v6\" for dual stack (default: detected)", ""),
+		str(flagNodeName, categoryNode, "name of this node (default: the hostname)", ""),
+		&cli.BoolFlag{Name: flagDisableAgent, Category: categoryNode, Usage: "run only the control plane, no kubelet on this host", EnvVars: envVar(flagDisableAgent)},
+
+		token,
+		tokenFile,
+		str(flagDatastoreEndpoint, categoryCluster, "kine datastore endpoint (default: SQLite in the data dir)", ""),
+
+		kubeconfig,
+		str(flagKubeconfigMode, categoryKubeconfig, "octal file mode of the admin kubeconfig", config.DefaultKubeconfigMode),
+
+		list(flagAPIServerArg, categoryComponents, "extra kube-apiserver flag as key=value; repeat the flag, commas stay in the value"),
+		list(flagControllerManagerArg, categoryComponents, "extra kube-controller-manager flag as key=value; repeat the flag, commas stay in the value"),
+		list(flagSchedulerArg, categoryComponents, "extra kube-scheduler flag as key=value; repeat the flag, commas stay in the value"),
+	}
+}
+
+func serverCommand(a Actions) *cli.Command {
+	const name = "server"
+	return &cli.Command{
+		Name:      name,
+		Usage:     "run the Kubernetes control plane (and, unless disabled, a node)",
+		UsageText: "skiff server [flags]",
+		Description: "Each setting is taken from, in order of precedence: the command-line flag, its SKIFF_* environment\n" +
+			"variable, the config file (--config; keys are the long flag names, e.g. \"data-dir: /srv/skiff\",\n" +
+			"lists as YAML sequences) and the built-in default.",
+		Flags: serverFlags(),
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return inCommand(name, usageError(appName+" "+name, err))
+		},
+		Before: func(c *cli.Context) error {
+			return inCommand(name, applyConfigFile(c))
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return inCommand(name, fmt.Errorf("unexpected argument %q; server takes only flags", c.Args().First()))
+			}
+			cfg, err := serverConfig(c)
+			if err != nil {
+				return inCommand(name, err)
+			}
+			if err := cfg.Validate(); err != nil {
+				return inCommand(name, err)
+			}
+			if a.Server == nil {
+				return inCommand(name, errors.New("the server is not available in this build"))
+			}
+			return inCommand(name, a.Server(c.Context, cfg))
+		},
+	}
+}
+
+// serverConfig copies the merged flag values into a config.Server.
+func serverConfig(c *cli.Context) (*config.Server, error) {
+	cfg := &config.Server{
+		DataDir:                    c.String(flagDataDir),
+		BindAddress:                c.String(flagBindAddress),
+		HTTPSPort:                  c.Int(flagHTTPSPort),
+		AdvertiseAddress:           c.String(flagAdvertiseAddress),
+		NodeIP:                     c.String(flagNodeIP),
+		NodeName:                   c.String(flagNodeName),
+		TLSSANs:                    splitCommas(c.StringSlice(flagTLSSAN)),
+		ClusterCIDR:                c.String(flagClusterCIDR),
+		ServiceCIDR:                c.String(flagServiceCIDR),
+		ClusterDNS:                 c.String(flagClusterDNS),
+		ClusterDomain:              c.String(flagClusterDomain),
+		Token:                      c.String(flagToken),
+		KubeconfigPath:             c.String(flagKubeconfig),
+		KubeconfigMode:             c.String(flagKubeconfigMode),
+		DatastoreEndpoint:          c.String(flagDatastoreEndpoint),
+		DisableAgent:               c.Bool(flagDisableAgent),
+		ExtraAPIServerArgs:         copyList(c.StringSlice(flagAPIServerArg)),
+		ExtraControllerManagerArgs: copyList(c.StringSlice(flagControllerManagerArg)),
+		ExtraSchedulerArgs:         copyList(c.StringSlice(flagSchedulerArg)),
+		Debug:                      c.Bool(flagDebug),
+	}
+	if c.IsSet(flagTokenFile) {
+		if c.IsSet(flagToken) {
+			return nil, errors.New("--token and --token-file (or SKIFF_TOKEN and SKIFF_TOKEN_FILE, or the config keys) both given; pass only one")
+		}
+		token, err := readTokenFile(c.String(flagTokenFile))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Token = token
+	}
+	return cfg, nil
+}
+
+func readTokenFile(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("--token-file is empty; give the path of a file holding the cluster token")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read --token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("--token-file %s is empty; write the cluster token into it", path)
+	}
+	return token, nil
+}
+
+// splitCommas lets --tls-san take comma lists although slice splitting is
+// disabled app-wide; a SAN can never contain a comma, so this is lossless.
+func splitCommas(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			out = append(out, strings.TrimSpace(part))
+		}
+	}
+	return out
+}
+
+// copyList detaches the result from urfave's internal slice.
+func copyList(values []string) []string {
+	if len(values) == 0 {
+		return nil
+	}
+	return append([]string(nil), values...)
+}
+
+func tokenCommand() *cli.Command {
+	const name = "token"
+	return &cli.Command{
+		Name:      name,
+		Usage:     "print the cluster join token of the local server",
+		UsageText: "skiff token [--data-dir DIR]",
+		Flags:     []cli.Flag{configFlag(), dataDirFlag()},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return inCommand(name, usageError(appName+" "+name, err))
+		},
+		Before: func(c *cli.Context) error {
+			return inCommand(name, applyConfigFile(c))
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return inCommand(name, fmt.Errorf("unexpected argument %q; token takes only flags", c.Args().First()))
+			}
+			path := filepath.Join(c.String(flagDataDir), "server", "token")
+			data, err := os.ReadFile(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				return inCommand(name, fmt.Errorf("no token at %s: start \"skiff server\" first (or pass --data-dir)", path))
+			}
+			if err != nil {
+				return inCommand(name, fmt.Errorf("read token: %w", err))
+			}
+			token := strings.TrimSpace(string(data))
+			if token == "" {
+				return inCommand(name, fmt.Errorf("token file %s is empty; check that \"skiff server\" started with this data dir", path))
+			}
+			_, err = fmt.Fprintln(c.App.Writer, token)
+			return inCommand(name, err)
+		},
+	}
+}

@@ -1,0 +1,54 @@
+// Package config holds the validated configuration of a skiff server, the
+// single struct that flags, environment and the config file are folded into
+// before any component starts.
+package config
+
+// Defaults a server uses when neither a flag, an environment variable nor the
+// config file says otherwise.
+const (
+	DefaultDataDir        = "/var/lib/skiff"
+	DefaultConfigFile     = "/etc/skiff/config.yaml"
+	DefaultKubeconfig     = "/etc/skiff/skiff.yaml"
+	DefaultHTTPSPort      = 6443
+	DefaultClusterCIDR    = "10.42.0.0/16"
+	DefaultServiceCIDR    = "10.43.0.0/16"
+	DefaultClusterDNS     = "10.43.0.10"
+	DefaultClusterDomain  = "cluster.local"
+	DefaultKubeconfigMode = "0600"
+	DefaultBindAddress    = "0.0.0.0"
+)
+
+// Server is everything `skiff server` needs to run. Fields are filled by
+// pkg/cli and checked by Validate; components only read them.
+type Server struct {
+	DataDir          string
+	BindAddress      string
+	HTTPSPort        int
+	AdvertiseAddress string
+	NodeIP           string
+	NodeName         string
+	TLSSANs          []string
+
+	ClusterCIDR   string
+	ServiceCIDR   string
+	ClusterDNS    string
+	ClusterDomain string
+
+	// Token is the cluster join secret as given by the user (full K10 form or
+	// a bare secret); empty means "reuse the stored one or generate one".
+	Token string
+
+	KubeconfigPath string
+	KubeconfigMode string
+
+	// DatastoreEndpoint is a kine endpoint; empty selects SQLite in DataDir.
+	DatastoreEndpoint string
+
+	DisableAgent bool
+
+	ExtraAPIServerArgs         []string
+	ExtraControllerManagerArgs []string
+	ExtraSchedulerArgs         []string
+
+	Debug bool
+}

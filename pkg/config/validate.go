@@ -1,0 +1,358 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Limits the API server puts on the service range: its allocator keeps a
+// bitmap per range, so it refuses ranges with more than 20 host bits.
+const (
+	minServicePrefixV4 = 12
+	minServicePrefixV6 = 108
+)
+
+// Validate checks every field a user can set and returns the first problem
+// as a single sentence that names the flag, the cause and the fix, so the CLI
+// can print it as is.
+func (s *Server) Validate() error {
+	checks := []func() error{
+		s.validateDataDir,
+		s.validatePort,
+		s.validateAddresses,
+		s.validateTLSSANs,
+		s.validateNetworks,
+		s.validateClusterDomain,
+		s.validateKubeconfigMode,
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KubeconfigFileMode returns KubeconfigMode as a file mode; it accepts the
+// octal forms people type for chmod, with or without the leading zero.
+func (s *Server) KubeconfigFileMode() (os.FileMode, error) {
+	mode, err := parseFileMode(s.KubeconfigMode)
+	if err != nil {
+		return 0, fmt.Errorf("invalid --write-kubeconfig-mode %q: %w", s.KubeconfigMode, err)
+	}
+	return mode, nil
+}
+
+// ServiceIPs returns the first usable address of the primary service range,
+// which the API server claims for the "kubernetes" service and which must
+// therefore appear in its serving certificate.
+func (s *Server) ServiceIPs() (first net.IP, err error) {
+	prefixes, err := parseCIDRList("--service-cidr", s.ServiceCIDR, DefaultServiceCIDR)
+	if err != nil {
+		return nil, err
+	}
+	addr, ok := firstUsable(prefixes[0])
+	if !ok {
+		return nil, fmt.Errorf("invalid --service-cidr %q: too small to hold any service address; use a larger range such as %s", s.ServiceCIDR, DefaultServiceCIDR)
+	}
+	return net.IP(addr.AsSlice()), nil
+}
+
+// NodeIPs returns the parsed NodeIP list, skipping entries that do not parse;
+// callers that need to know about bad entries run Validate first.
+func (s *Server) NodeIPs() []net.IP {
+	if strings.TrimSpace(s.NodeIP) == "" {
+		return nil
+	}
+	var ips []net.IP
+	for _, part := range strings.Split(s.NodeIP, ",") {
+		if addr, ok := parseIP(strings.TrimSpace(part)); ok {
+			ips = append(ips, net.IP(addr.AsSlice()))
+		}
+	}
+	return ips
+}
+
+func (s *Server) validateDataDir() error {
+	switch {
+	case s.DataDir == "":
+		return fmt.Errorf("invalid --data-dir: empty; use an absolute path such as %s", DefaultDataDir)
+	case !filepath.IsAbs(s.DataDir):
+		return fmt.Errorf("invalid --data-dir %q: relative path; use an absolute path such as %s", s.DataDir, DefaultDataDir)
+	}
+	return nil
+}
+
+func (s *Server) validatePort() error {
+	if s.HTTPSPort < 1 || s.HTTPSPort > 65535 {
+		return fmt.Errorf("invalid --https-listen-port %d: out of range; use a port between 1 and 65535, e.g. %d", s.HTTPSPort, DefaultHTTPSPort)
+	}
+	return nil
+}
+
+func (s *Server) validateAddresses() error {
+	if _, ok := parseIP(s.BindAddress); !ok {
+		return fmt.Errorf("invalid --bind-address %q: not an IP address; use a form like %s or 192.168.1.10", s.BindAddress, DefaultBindAddress)
+	}
+	if s.AdvertiseAddress != "" {
+		if _, ok := parseIP(s.AdvertiseAddress); !ok {
+			return fmt.Errorf("invalid --advertise-address %q: not an IP address; use a form like 192.168.1.10", s.AdvertiseAddress)
+		}
+	}
+	if s.NodeIP != "" {
+		if err := validateNodeIPs(s.NodeIP); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateNodeIPs(list string) error {
+	parts := strings.Split(list, ",")
+	if len(parts) > 2 {
+		return fmt.Errorf("invalid --node-ip %q: more than two addresses; give one IPv4 address, one IPv6 address, or one of each separated by a comma", list)
+	}
+	var seenV4, seenV6 bool
+	for _, part := range parts {
+		part = strings.TrimSpace(part)
+		addr, ok := parseIP(part)
+		if !ok {
+			return fmt.Errorf("invalid --node-ip %q: %q is not an IP address; use a form like 192.168.1.10 or 192.168.1.10,fd00::10", list, part)
+		}
+		if addr.Is4() {
+			if seenV4 {
+				return fmt.Errorf("invalid --node-ip %q: two IPv4 addresses; give at most one IPv4 and one IPv6 address", list)
+			}
+			seenV4 = true
+		} else {
+			if seenV6 {
+				return fmt.Errorf("invalid --node-ip %q: two IPv6 addresses; give at most one IPv4 and one IPv6 address", list)
+			}
+			seenV6 = true
+		}
+	}
+	return nil
+}
+
+func (s *Server) validateTLSSANs() error {
+	for _, san := range s.TLSSANs {
+		switch {
+		case san == "":
+			return fmt.Errorf("invalid --tls-san \"\": empty; give an IP address or DNS name")
+		case strings.IndexFunc(san, unicode.IsSpace) >= 0:
+			return fmt.Errorf("invalid --tls-san %q: contains whitespace; give one IP address or DNS name per --tls-san", san)
+		}
+		if _, ok := parseIP(san); ok {
+			continue
+		}
+		if !isDNSName(strings.TrimPrefix(san, "*."), false) {
+			return fmt.Errorf("invalid --tls-san %q: neither an IP address nor a DNS name; use a form like 192.168.1.10 or skiff.example.com", san)
+		}
+	}
+	return nil
+}
+
+func (s *Server) validateNetworks() error {
+	clusterNets, err := parseCIDRList("--cluster-cidr", s.ClusterCIDR, DefaultClusterCIDR)
+	if err != nil {
+		return err
+	}
+	serviceNets, err := parseCIDRList("--service-cidr", s.ServiceCIDR, DefaultServiceCIDR)
+	if err != nil {
+		return err
+	}
+	for _, svc := range serviceNets {
+		if svc.Addr().Is4() && svc.Bits() < minServicePrefixV4 {
+			return fmt.Errorf("invalid --service-cidr %q: %s is too large (the API server allows at most 20 host bits); use a prefix of /%d or longer, e.g. %s",
+				s.ServiceCIDR, svc, minServicePrefixV4, DefaultServiceCIDR)
+		}
+		if svc.Addr().Is6() && svc.Bits() < minServicePrefixV6 {
+			return fmt.Errorf("invalid --service-cidr %q: %s is too large (the API server allows at most 20 host bits); use a prefix of /%d or longer, e.g. fd00:43::/112",
+				s.ServiceCIDR, svc, minServicePrefixV6)
+		}
+		// The range has to fit the network address, the kubernetes service,
+		// the DNS service and, for IPv4, the broadcast address.
+		if svc.Addr().BitLen()-svc.Bits() < 2 {
+			return fmt.Errorf("invalid --service-cidr %q: %s is too small for the kubernetes and DNS services; use a larger range such as %s", s.ServiceCIDR, svc, DefaultServiceCIDR)
+		}
+	}
+	for _, cl := range clusterNets {
+		for _, svc := range serviceNets {
+			if cl.Overlaps(svc) {
+				return fmt.Errorf("--cluster-cidr %s overlaps --service-cidr %s; choose ranges that do not overlap, e.g. %s and %s",
+					cl, svc, DefaultClusterCIDR, DefaultServiceCIDR)
+			}
+		}
+	}
+	return s.validateClusterDNS(serviceNets)
+}
+
+func (s *Server) validateClusterDNS(serviceNets []netip.Prefix) error {
+	dns, ok := parseIP(s.ClusterDNS)
+	if !ok {
+		return fmt.Errorf("invalid --cluster-dns %q: not an IP address; use an address inside --service-cidr, e.g. %s", s.ClusterDNS, suggestDNS(serviceNets[0]))
+	}
+	for _, svc := range serviceNets {
+		if !svc.Contains(dns) {
+			continue
+		}
+		first, _ := firstUsable(svc)
+		switch {
+		case dns == first:
+			return fmt.Errorf("invalid --cluster-dns %q: it is the first address of --service-cidr %s, which the kubernetes API service takes; use another, e.g. %s",
+				s.ClusterDNS, svc, suggestDNS(svc))
+		case dns == svc.Addr():
+			return fmt.Errorf("invalid --cluster-dns %q: it is the network address of --service-cidr %s, which cannot be assigned to a service; use e.g. %s",
+				s.ClusterDNS, svc, suggestDNS(svc))
+		case dns.Is4() && dns == lastAddr(svc):
+			return fmt.Errorf("invalid --cluster-dns %q: it is the broadcast address of --service-cidr %s, which cannot be assigned to a service; use e.g. %s",
+				s.ClusterDNS, svc, suggestDNS(svc))
+		}
+		return nil
+	}
+	return fmt.Errorf("invalid --cluster-dns %q: not inside --service-cidr %s; use an address in that range, e.g. %s",
+		s.ClusterDNS, s.ServiceCIDR, suggestDNS(serviceNets[0]))
+}
+
+func (s *Server) validateClusterDomain() error {
+	if !isDNSName(s.ClusterDomain, true) {
+		return fmt.Errorf("invalid --cluster-domain %q: not a DNS domain (lowercase letters, digits, '-' and '.', no trailing dot); use a form like %s",
+			s.ClusterDomain, DefaultClusterDomain)
+	}
+	return nil
+}
+
+func (s *Server) validateKubeconfigMode() error {
+	_, err := s.KubeconfigFileMode()
+	return err
+}
+
+func parseFileMode(text string) (os.FileMode, error) {
+	if text == "" {
+		return 0, fmt.Errorf("empty; use an octal mode like %s or 644", DefaultKubeconfigMode)
+	}
+	v, err := strconv.ParseUint(text, 8, 32)
+	if err != nil {
+		return 0, fmt.Errorf("not an octal file mode; use a form like %s or 644", DefaultKubeconfigMode)
+	}
+	if v > 0o777 {
+		return 0, fmt.Errorf("only permission bits are allowed; use a mode no larger than 0777, e.g. %s", DefaultKubeconfigMode)
+	}
+	return os.FileMode(v), nil
+}
+
+// parseCIDRList parses a single range or a dual-stack pair. Ranges with host
+// bits set are rejected rather than masked, because a user who wrote
+// 10.42.0.1/16 most likely meant something else and should see the fix.
+func parseCIDRList(flagName, list, example string) ([]netip.Prefix, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, fmt.Errorf("invalid %s: empty; use a form like %s", flagName, example)
+	}
+	parts := strings.Split(list, ",")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("invalid %s %q: more than two ranges; give one IPv4 range, one IPv6 range, or one of each separated by a comma", flagName, list)
+	}
+	var prefixes []netip.Prefix
+	var seenV4, seenV6 bool
+	for _, part := range parts {
+		part = strings.TrimSpace(part)
+		p, err := netip.ParsePrefix(part)
+		if err != nil || p.Addr().Zone() != "" {
+			if len(parts) == 1 {
+				return nil, fmt.Errorf("invalid %s %q: not a CIDR; use a form like %s", flagName, list, example)
+			}
+			return nil, fmt.Errorf("invalid %s %q: %q is not a CIDR; use a form like %s", flagName, list, part, example)
+		}
+		if p.Addr().Is4In6() {
+			return nil, fmt.Errorf("invalid %s %q: %s is an IPv4-mapped IPv6 range; write IPv4 ranges in dotted form, e.g. %s", flagName, list, part, example)
+		}
+		if p.Masked() != p {
+			return nil, fmt.Errorf("invalid %s %q: %s has host bits set; use %s", flagName, list, part, p.Masked())
+		}
+		if p.Addr().Is4() {
+			if seenV4 {
+				return nil, fmt.Errorf("invalid %s %q: two IPv4 ranges; give at most one IPv4 and one IPv6 range", flagName, list)
+			}
+			seenV4 = true
+		} else {
+			if seenV6 {
+				return nil, fmt.Errorf("invalid %s %q: two IPv6 ranges; give at most one IPv4 and one IPv6 range", flagName, list)
+			}
+			seenV6 = true
+		}
+		prefixes = append(prefixes, p)
+	}
+	return prefixes, nil
+}
+
+// parseIP accepts plain IPv4 and IPv6 addresses only: zones mean nothing to
+// other hosts, and IPv4-mapped forms are folded to IPv4 so that family checks
+// agree with what the kernel will use.
+func parseIP(s string) (netip.Addr, bool) {
+	addr, err := netip.ParseAddr(s)
+	if err != nil || addr.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return addr.Unmap(), true
+}
+
+func firstUsable(p netip.Prefix) (netip.Addr, bool) {
+	next := p.Addr().Next()
+	if !next.IsValid() || !p.Contains(next) {
+		return netip.Addr{}, false
+	}
+	return next, true
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	addr, _ := netip.AddrFromSlice(b)
+	return addr
+}
+
+// suggestDNS proposes the address skiff uses by default (the tenth) when the
+// range is big enough, so suggestions match what users see in examples.
+func suggestDNS(p netip.Prefix) netip.Addr {
+	addr := p.Addr()
+	for i := 0; i < 10; i++ {
+		next := addr.Next()
+		if !next.IsValid() || !p.Contains(next) || (next.Is4() && next == lastAddr(p)) {
+			break
+		}
+		addr = next
+	}
+	return addr
+}
+
+// isDNSName reports whether name is a dotted sequence of RFC 1123 labels.
+// A final all-digit label is refused so that typos such as 10.0.0.256 are not
+// mistaken for host names.
+func isDNSName(name string, lowercaseOnly bool) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	labels := strings.Split(name, ".")
+	for _, label := range labels {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' ||
+				!lowercaseOnly && r >= 'A' && r <= 'Z'
+			if !ok {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}

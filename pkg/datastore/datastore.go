@@ -1,0 +1,83 @@
+// Package datastore runs kine in-process so the apiserver has an etcd API
+// backed by SQLite in the data dir, or by any other kine endpoint.
+package datastore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/k3s-io/kine/pkg/drivers/sqlite"
+	"github.com/k3s-io/kine/pkg/endpoint"
+)
+
+// maxUnixSocketPath is the kernel's sun_path limit less the terminating NUL.
+const maxUnixSocketPath = 107
+
+// Datastore is the kine component. After Start, ETCD tells the apiserver
+// where to connect.
+type Datastore struct {
+	// Endpoint is a kine endpoint; empty means SQLite under DBDir.
+	Endpoint string
+	// DBDir holds the SQLite file and kine's socket (<data-dir>/server/db).
+	DBDir string
+
+	ETCD endpoint.ETCDConfig
+}
+
+func (d *Datastore) Name() string { return "datastore" }
+
+// SQLitePath is where the embedded database lives.
+func (d *Datastore) SQLitePath() string { return filepath.Join(d.DBDir, "state.db") }
+
+func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
+	if err := os.MkdirAll(d.DBDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create database dir: %w", err)
+	}
+	if err := os.Chmod(d.DBDir, 0o700); err != nil {
+		return nil, fmt.Errorf("secure database dir: %w", err)
+	}
+	sock := filepath.Join(d.DBDir, "kine.sock")
+	if len(sock) > maxUnixSocketPath {
+		return nil, fmt.Errorf("data dir path is too long for a unix socket (%s is %d bytes, the limit is %d); use a shorter --data-dir", sock, len(sock), maxUnixSocketPath)
+	}
+
+	ep := d.Endpoint
+	if ep == "" {
+		ep = "sqlite://" + d.SQLitePath() + "?" + sqlite.DefaultParams
+	}
+	var wg sync.WaitGroup
+	cfg := endpoint.Config{
+		Listener:  "unix://" + sock,
+		Endpoint:  ep,
+		WaitGroup: &wg,
+	}
+	etcd, err := endpoint.Listen(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open datastore %s: %w", describe(d.Endpoint), err)
+	}
+	d.ETCD = etcd
+
+	done := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		// kine closes its database once every goroutine on wg has returned.
+		wg.Wait()
+		close(done)
+	}()
+	return done, nil
+}
+
+// describe names an endpoint without its credentials.
+func describe(ep string) string {
+	if ep == "" {
+		return "(embedded SQLite)"
+	}
+	if i := strings.Index(ep, "://"); i > 0 {
+		return ep[:i] + " endpoint"
+	}
+	return "endpoint"
+}

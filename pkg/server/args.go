@@ -1,0 +1,88 @@
+package server
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/pki"
+)
+
+// apiServerArgs are the kube-apiserver flags skiff sets. Users append their
+// own with --kube-apiserver-arg; later flags win.
+func apiServerArgs(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []string) []string {
+	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
+	return []string{
+		"--bind-address=" + cfg.BindAddress,
+		"--secure-port=" + strconv.Itoa(cfg.HTTPSPort),
+		"--advertise-address=" + advertise,
+		"--etcd-servers=" + strings.Join(etcd, ","),
+		"--storage-backend=etcd3",
+		"--allow-privileged=true",
+		"--anonymous-auth=false",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--enable-bootstrap-token-auth=true",
+		"--client-ca-file=" + p.ClientCACert,
+		"--tls-cert-file=" + p.ServingCert,
+		"--tls-private-key-file=" + p.ServingKey,
+		"--service-cluster-ip-range=" + cfg.ServiceCIDR,
+		"--service-account-issuer=" + issuer,
+		"--api-audiences=" + issuer + ",skiff",
+		"--service-account-key-file=" + p.ServiceAccountKey,
+		"--service-account-signing-key-file=" + p.ServiceAccountKey,
+		"--kubelet-client-certificate=" + p.KubeletClientCert,
+		"--kubelet-client-key=" + p.KubeletClientKey,
+		"--kubelet-certificate-authority=" + p.ServerCACert,
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		"--requestheader-client-ca-file=" + p.RequestHeaderCACert,
+		"--requestheader-allowed-names=system:auth-proxy",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + p.AuthProxyCert,
+		"--proxy-client-key-file=" + p.AuthProxyKey,
+		"--profiling=false",
+	}
+}
+
+func controllerManagerArgs(cfg *config.Server, p *pki.ServerPKI, kubeconfig string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(controllerManagerPort),
+		"--leader-elect=false",
+		"--allocate-node-cidrs=true",
+		"--cluster-cidr=" + cfg.ClusterCIDR,
+		"--service-cluster-ip-range=" + cfg.ServiceCIDR,
+		"--cluster-signing-kube-apiserver-client-cert-file=" + p.ClientCACert,
+		"--cluster-signing-kube-apiserver-client-key-file=" + p.ClientCAKey,
+		"--cluster-signing-kubelet-client-cert-file=" + p.ClientCACert,
+		"--cluster-signing-kubelet-client-key-file=" + p.ClientCAKey,
+		"--cluster-signing-kubelet-serving-cert-file=" + p.ServerCACert,
+		"--cluster-signing-kubelet-serving-key-file=" + p.ServerCAKey,
+		"--cluster-signing-legacy-unknown-cert-file=" + p.ServerCACert,
+		"--cluster-signing-legacy-unknown-key-file=" + p.ServerCAKey,
+		"--root-ca-file=" + p.ServerCACert,
+		"--service-account-private-key-file=" + p.ServiceAccountKey,
+		"--use-service-account-credentials=true",
+		"--controllers=*,tokencleaner",
+		"--configure-cloud-routes=false",
+		"--terminated-pod-gc-threshold=1000",
+		"--profiling=false",
+	}
+}
+
+func schedulerArgs(kubeconfig string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(schedulerPort),
+		"--leader-elect=false",
+		"--profiling=false",
+	}
+}

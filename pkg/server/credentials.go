@@ -1,0 +1,126 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/pki"
+)
+
+// ensureToken settles the cluster token: the one the user gave, else the
+// stored one, else a new one. It is stored (0600) in its full K10 form so
+// agents can pin the CA.
+func ensureToken(path, given string, certs *pki.ServerPKI) (pki.Token, error) {
+	bundle, err := certs.ServerCABundle()
+	if err != nil {
+		return pki.Token{}, fmt.Errorf("read server CA: %w", err)
+	}
+	var tok pki.Token
+	switch {
+	case given != "":
+		tok, err = pki.ParseToken(given)
+		if err != nil {
+			return pki.Token{}, fmt.Errorf("invalid --token: %w", err)
+		}
+		if !tok.VerifyCA(bundle) {
+			return pki.Token{}, fmt.Errorf("the --token was issued for another cluster: its CA hash does not match %s; pass the bare secret or this cluster's token", certs.ServerCACert)
+		}
+	default:
+		stored, rerr := os.ReadFile(path)
+		switch {
+		case rerr == nil:
+			tok, err = pki.ParseToken(string(stored))
+			if err != nil {
+				return pki.Token{}, fmt.Errorf("stored token %s is damaged (%v); remove it to generate a new one, or pass --token", path, err)
+			}
+		case errors.Is(rerr, os.ErrNotExist):
+			tok, err = pki.NewToken(bundle, "server")
+			if err != nil {
+				return pki.Token{}, fmt.Errorf("generate token: %w", err)
+			}
+			logrus.Infof("generated a new cluster token in %s", path)
+		default:
+			return pki.Token{}, fmt.Errorf("read token %s: %w", path, rerr)
+		}
+	}
+	tok.CAHash = pki.CAHash(bundle)
+	if tok.Username == "" {
+		tok.Username = "server"
+	}
+	if err := writeFileAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
+		return pki.Token{}, fmt.Errorf("store token: %w", err)
+	}
+	return tok, nil
+}
+
+type kubeconfigPaths struct {
+	controllerManager, scheduler string
+}
+
+// writeKubeconfigs writes the components' kubeconfigs (referencing the
+// cert files) and the user's admin kubeconfig (self-contained, so it can be
+// copied to another machine).
+func writeKubeconfigs(cfg *config.Server, l layout, p *pki.ServerPKI, server string) (kubeconfigPaths, error) {
+	paths := kubeconfigPaths{
+		controllerManager: filepath.Join(l.cred, "controller-manager.kubeconfig"),
+		scheduler:         filepath.Join(l.cred, "scheduler.kubeconfig"),
+	}
+	files := []struct {
+		path      string
+		cert, key string
+	}{
+		{paths.controllerManager, p.ControllerManagerCert, p.ControllerManagerKey},
+		{paths.scheduler, p.SchedulerCert, p.SchedulerKey},
+	}
+	for _, f := range files {
+		kc := pki.Kubeconfig{Server: server, CACert: p.ServerCACert, CertFile: f.cert, KeyFile: f.key}
+		if err := pki.WriteKubeconfig(f.path, kc, 0o600); err != nil {
+			return paths, fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}
+
+	mode, err := cfg.KubeconfigFileMode()
+	if err != nil {
+		return paths, err
+	}
+	user := pki.Kubeconfig{Server: server, CACert: p.ServerCACert, CertFile: p.AdminCert, KeyFile: p.AdminKey, Embed: true}
+	if err := pki.WriteKubeconfig(cfg.KubeconfigPath, user, mode); err != nil {
+		return paths, fmt.Errorf("write kubeconfig %s: %w; pass --write-kubeconfig with a path you can write", cfg.KubeconfigPath, err)
+	}
+	return paths, nil
+}
+
+// writeFileAtomic replaces path so that readers and crashes only ever see
+// the old or the new content.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return os.Chmod(path, mode)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,264 @@
+// Package server assembles `skiff server`: it prepares the data dir, PKI,
+// token and kubeconfigs, then runs the datastore and the control plane as
+// components until asked to stop.
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/klog/v2"
+
+	"github.com/skiff-io/skiff/pkg/component"
+	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/controlplane"
+	"github.com/skiff-io/skiff/pkg/datastore"
+	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/supervisor"
+)
+
+// Ports the controller-manager and scheduler serve their health checks on,
+// on loopback only.
+const (
+	controllerManagerPort = 10257
+	schedulerPort         = 10259
+)
+
+// layout names the server's files under the data dir.
+type layout struct {
+	root, tls, db, cred, token string
+}
+
+func newLayout(dataDir string) layout {
+	root := filepath.Join(dataDir, "server")
+	return layout{
+		root:  root,
+		tls:   filepath.Join(root, "tls"),
+		db:    filepath.Join(root, "db"),
+		cred:  filepath.Join(root, "cred"),
+		token: filepath.Join(root, "token"),
+	}
+}
+
+// Run runs a skiff server until ctx is cancelled.
+func Run(ctx context.Context, cfg *config.Server) error {
+	setupLogging(cfg.Debug)
+	if !cfg.DisableAgent {
+		logrus.Warn("the node agent is not part of this build yet; running the control plane only (as with --disable-agent)")
+	}
+
+	l := newLayout(cfg.DataDir)
+	if err := prepareDataDir(l); err != nil {
+		return err
+	}
+	if err := checkPortFree(cfg.BindAddress, cfg.HTTPSPort); err != nil {
+		return err
+	}
+
+	nodeName, err := nodeName(cfg)
+	if err != nil {
+		return err
+	}
+	nodeIPs, err := nodeIPs(cfg)
+	if err != nil {
+		return err
+	}
+	serviceIP, err := cfg.ServiceIPs()
+	if err != nil {
+		return err
+	}
+
+	certs, err := pki.EnsureServer(l.tls, serverSANs(cfg, nodeName, nodeIPs, serviceIP))
+	if err != nil {
+		return fmt.Errorf("prepare certificates in %s: %w", l.tls, err)
+	}
+	token, err := ensureToken(l.token, cfg.Token, certs)
+	if err != nil {
+		return err
+	}
+
+	local := "https://" + net.JoinHostPort(loopbackFor(cfg.BindAddress), strconv.Itoa(cfg.HTTPSPort))
+	kubeconfigs, err := writeKubeconfigs(cfg, l, certs, local)
+	if err != nil {
+		return err
+	}
+
+	ds := &datastore.Datastore{Endpoint: cfg.DatastoreEndpoint, DBDir: l.db}
+	sup := &supervisor.Supervisor{
+		PKI:   certs,
+		Token: token,
+		Cluster: supervisor.ClusterConfig{
+			ClusterCIDR:   cfg.ClusterCIDR,
+			ServiceCIDR:   cfg.ServiceCIDR,
+			ClusterDNS:    cfg.ClusterDNS,
+			ClusterDomain: cfg.ClusterDomain,
+		},
+	}
+	advertise := cfg.AdvertiseAddress
+	if advertise == "" {
+		advertise = nodeIPs[0].String()
+	}
+	api := &controlplane.APIServer{
+		Wrap: sup.Wrap,
+		Args: func() []string {
+			return append(apiServerArgs(cfg, certs, advertise, ds.ETCD.Endpoints), prefixArgs(cfg.ExtraAPIServerArgs)...)
+		},
+	}
+	cm := &controlplane.ControllerManager{
+		Args: append(controllerManagerArgs(cfg, certs, kubeconfigs.controllerManager), prefixArgs(cfg.ExtraControllerManagerArgs)...),
+	}
+	sched := &controlplane.Scheduler{
+		Args: append(schedulerArgs(kubeconfigs.scheduler), prefixArgs(cfg.ExtraSchedulerArgs)...),
+	}
+
+	ready := func() {
+		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.token)
+	}
+	if err := component.Run(ctx, ready, ds, api, cm, sched); err != nil {
+		return err
+	}
+	logrus.Info("skiff server stopped")
+	return nil
+}
+
+// setupLogging points klog (used by the Kubernetes components) and logrus
+// (used by kine and skiff) at the requested verbosity.
+func setupLogging(debug bool) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	v := "0"
+	if debug {
+		v = "2"
+		logrus.SetLevel(logrus.DebugLevel)
+	}
+	_ = fs.Set("v", v)
+	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+}
+
+// prepareDataDir creates the server's dirs and proves they are writable
+// before anything else is started.
+func prepareDataDir(l layout) error {
+	for _, dir := range []string{l.root, l.tls, l.cred} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return dataDirError(l.root, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return dataDirError(l.root, err)
+		}
+	}
+	probe := filepath.Join(l.root, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return dataDirError(l.root, err)
+	}
+	return os.Remove(probe)
+}
+
+func dataDirError(dir string, err error) error {
+	return fmt.Errorf("data dir %s is not writable (%v); run as root or pass a --data-dir you own", dir, unwrapPath(err))
+}
+
+// unwrapPath drops the path from an *os.PathError, which the caller names.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// checkPortFree fails early, with the fix in the message, when the HTTPS
+// port is taken, rather than after the datastore and PKI work.
+func checkPortFree(bind string, port int) error {
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("port %d on %s is already in use (is another skiff server running?); stop that process or choose another --https-listen-port", port, bind)
+		}
+		return fmt.Errorf("cannot listen on %s: %w; check --bind-address and --https-listen-port", addr, err)
+	}
+	return ln.Close()
+}
+
+func nodeName(cfg *config.Server) (string, error) {
+	if cfg.NodeName != "" {
+		return strings.ToLower(cfg.NodeName), nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("read hostname: %w; pass --node-name", err)
+	}
+	return strings.ToLower(host), nil
+}
+
+// nodeIPs returns --node-ip, or the address of the interface holding the
+// default route (read from the routing table; nothing is sent).
+func nodeIPs(cfg *config.Server) ([]net.IP, error) {
+	if ips := cfg.NodeIPs(); len(ips) > 0 {
+		return ips, nil
+	}
+	ip, err := utilnet.ChooseHostInterface()
+	if err != nil {
+		return []net.IP{net.ParseIP("127.0.0.1")}, nil
+	}
+	return []net.IP{ip}, nil
+}
+
+func serverSANs(cfg *config.Server, nodeName string, nodeIPs []net.IP, serviceIP net.IP) pki.ServerOptions {
+	opts := pki.ServerOptions{ClusterDomain: cfg.ClusterDomain}
+	addName := func(s string) {
+		if s == "" {
+			return
+		}
+		if ip := net.ParseIP(s); ip != nil {
+			opts.IPs = append(opts.IPs, ip)
+			return
+		}
+		opts.DNSNames = append(opts.DNSNames, s)
+	}
+	if host, err := os.Hostname(); err == nil {
+		addName(strings.ToLower(host))
+	}
+	addName(nodeName)
+	opts.IPs = append(opts.IPs, nodeIPs...)
+	opts.IPs = append(opts.IPs, serviceIP)
+	addName(cfg.AdvertiseAddress)
+	if ip := net.ParseIP(cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
+		opts.IPs = append(opts.IPs, ip)
+	}
+	for _, san := range cfg.TLSSANs {
+		addName(san)
+	}
+	return opts
+}
+
+// loopbackFor picks the address local clients use to reach the server.
+func loopbackFor(bind string) string {
+	ip := net.ParseIP(bind)
+	if ip == nil || ip.IsUnspecified() {
+		if ip != nil && ip.To4() == nil {
+			return "::1"
+		}
+		return "127.0.0.1"
+	}
+	return ip.String()
+}
+
+// prefixArgs turns passthrough "name=value" values into "--name=value".
+func prefixArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		out = append(out, "--"+strings.TrimLeft(a, "-"))
+	}
+	return out
+}

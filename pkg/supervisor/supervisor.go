@@ -1,0 +1,214 @@
+// Package supervisor serves skiff's own endpoints on the cluster's HTTPS
+// port, in front of the apiserver: the CA bundle for token pinning, a
+// liveness ping, and the token-authenticated join endpoints agents use to
+// obtain their credentials and the cluster configuration.
+package supervisor
+
+import (
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/skiff-io/skiff/pkg/pki"
+)
+
+// JoinPrefix is the path under which token-authenticated endpoints live.
+const JoinPrefix = "/v1-skiff/"
+
+// NodeNameHeader carries the name of the node asking for credentials.
+const NodeNameHeader = "Skiff-Node-Name"
+
+// maxCSRBytes bounds request bodies on unauthenticated-until-checked paths.
+const maxCSRBytes = 64 << 10
+
+// ClusterConfig is what an agent learns from the server when it joins.
+type ClusterConfig struct {
+	ClusterCIDR   string `json:"clusterCIDR"`
+	ServiceCIDR   string `json:"serviceCIDR"`
+	ClusterDNS    string `json:"clusterDNS"`
+	ClusterDomain string `json:"clusterDomain"`
+}
+
+// Supervisor holds what the endpoints need to answer.
+type Supervisor struct {
+	PKI     *pki.ServerPKI
+	Token   pki.Token
+	Cluster ClusterConfig
+}
+
+// Wrap returns a handler that answers skiff's endpoints and hands every
+// other request to the apiserver's own handler chain.
+func (s *Supervisor) Wrap(apiserver http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cacerts", s.caCerts)
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "pong")
+	})
+	mux.Handle("GET "+JoinPrefix+"config", s.authenticated(http.HandlerFunc(s.config)))
+	mux.Handle("GET "+JoinPrefix+"client-ca.crt", s.authenticated(http.HandlerFunc(s.clientCA)))
+	mux.Handle("POST "+JoinPrefix+"client-kubelet", s.authenticated(http.HandlerFunc(s.clientKubelet)))
+	mux.Handle("POST "+JoinPrefix+"serving-kubelet", s.authenticated(http.HandlerFunc(s.servingKubelet)))
+	mux.Handle("POST "+JoinPrefix+"client-kube-proxy", s.authenticated(http.HandlerFunc(s.clientKubeProxy)))
+	mux.Handle(JoinPrefix, s.authenticated(http.NotFoundHandler()))
+	mux.Handle("/", apiserver)
+	return mux
+}
+
+func (s *Supervisor) caCerts(w http.ResponseWriter, _ *http.Request) {
+	bundle, err := s.PKI.ServerCABundle()
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, fmt.Errorf("read server CA: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(bundle)
+}
+
+// authenticated admits requests whose basic-auth credentials are the
+// cluster token's user and secret.
+func (s *Supervisor) authenticated(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || !s.tokenMatches(user, pass) {
+			logrus.Warnf("refused join request for %s from %s: bad or missing token", r.URL.Path, r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Basic realm="skiff"`)
+			httpError(w, http.StatusUnauthorized, errors.New("the join token is not valid for this cluster"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Supervisor) tokenMatches(user, pass string) bool {
+	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(s.Token.Username)) == 1
+	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(s.Token.Password)) == 1
+	return userOK && passOK
+}
+
+func (s *Supervisor) config(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(s.Cluster)
+}
+
+func (s *Supervisor) clientCA(w http.ResponseWriter, _ *http.Request) {
+	ca, err := os.ReadFile(s.PKI.ClientCACert)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, fmt.Errorf("read client CA: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(ca)
+}
+
+func (s *Supervisor) clientKubelet(w http.ResponseWriter, r *http.Request) {
+	node, csr, ok := nodeCSR(w, r)
+	if !ok {
+		return
+	}
+	s.respondCert(w, func() ([]byte, error) {
+		return s.PKI.SignClientCert("system:node:"+node, []string{"system:nodes"}, csr.PublicKey)
+	})
+}
+
+func (s *Supervisor) clientKubeProxy(w http.ResponseWriter, r *http.Request) {
+	_, csr, ok := nodeCSR(w, r)
+	if !ok {
+		return
+	}
+	s.respondCert(w, func() ([]byte, error) {
+		return s.PKI.SignClientCert("system:kube-proxy", nil, csr.PublicKey)
+	})
+}
+
+// servingKubelet signs the kubelet's serving certificate for the names and
+// IPs the node asked for; the node name itself is always included.
+func (s *Supervisor) servingKubelet(w http.ResponseWriter, r *http.Request) {
+	node, csr, ok := nodeCSR(w, r)
+	if !ok {
+		return
+	}
+	dns := csr.DNSNames
+	if !slices.Contains(dns, node) {
+		dns = append([]string{node}, dns...)
+	}
+	s.respondCert(w, func() ([]byte, error) {
+		return s.PKI.SignServingCert(node, dns, csr.IPAddresses, csr.PublicKey)
+	})
+}
+
+func (s *Supervisor) respondCert(w http.ResponseWriter, sign func() ([]byte, error)) {
+	cert, err := sign()
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, fmt.Errorf("sign certificate: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(cert)
+}
+
+// nodeCSR reads the node name header and the PEM certificate request in the
+// body, and checks the request's self-signature so the node proves it holds
+// the private key.
+func nodeCSR(w http.ResponseWriter, r *http.Request) (string, *x509.CertificateRequest, bool) {
+	node := strings.TrimSpace(r.Header.Get(NodeNameHeader))
+	if err := validNodeName(node); err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return "", nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxCSRBytes))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("read request: %w", err))
+		return "", nil, false
+	}
+	block, _ := pem.Decode(body)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		httpError(w, http.StatusBadRequest, errors.New("the body must be a PEM certificate request"))
+		return "", nil, false
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err == nil {
+		err = csr.CheckSignature()
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("invalid certificate request: %w", err))
+		return "", nil, false
+	}
+	return node, csr, true
+}
+
+// validNodeName accepts what Kubernetes accepts as a node name: a DNS
+// subdomain (lowercase alphanumerics, '-' and '.', at most 253 characters).
+func validNodeName(name string) error {
+	if name == "" {
+		return fmt.Errorf("missing %s header", NodeNameHeader)
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("invalid node name %q", name)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("invalid node name %q: it must be a lowercase DNS name", name)
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("invalid node name %q: it must be a lowercase DNS name", name)
+			}
+		}
+	}
+	return nil
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	http.Error(w, err.Error(), code)
+}
