@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/k3s-io/kine/pkg/drivers/generic"
 	"github.com/k3s-io/kine/pkg/drivers/sqlite"
 	"github.com/k3s-io/kine/pkg/endpoint"
 )
@@ -50,10 +52,24 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 		ep = "sqlite://" + d.SQLitePath() + "?" + sqlite.DefaultParams
 	}
 	var wg sync.WaitGroup
+	// kine's library leaves these zero; these are the values its own
+	// command line defaults to.
 	cfg := endpoint.Config{
 		Listener:  "unix://" + sock,
 		Endpoint:  ep,
 		WaitGroup: &wg,
+		ConnectionPoolConfig: generic.ConnectionPoolConfig{
+			MaxIdle:     20,
+			MaxIdleTime: 2 * time.Minute,
+		},
+		NotifyInterval:      5 * time.Second,
+		EmulatedETCDVersion: "3.6.11",
+		CompactInterval:     5 * time.Minute,
+		CompactTimeout:      5 * time.Second,
+		CompactMinRetain:    1000,
+		CompactBatchSize:    1000,
+		PollBatchSize:       500,
+		PollInterval:        time.Second,
 	}
 	etcd, err := endpoint.Listen(ctx, cfg)
 	if err != nil {
