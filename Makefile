@@ -1,18 +1,15 @@
 # Skiff build entry points. `make run` builds and starts a single-node
 # server; `make test` runs every test (unit and end-to-end).
 
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
-COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
-
 .PHONY: all build run test unit e2e clean
 
 all: build
 
 build:
-	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/build
+	scripts/build
 
 run: build
-	bin/skiff server $(ARGS)
+	scripts/run $(ARGS)
 
 test:
 	scripts/test
