@@ -48,8 +48,13 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	}
 
 	ep := d.Endpoint
-	if ep == "" {
+	switch {
+	case ep == "":
 		ep = "sqlite://" + d.SQLitePath() + "?" + sqlite.DefaultParams
+	case strings.HasPrefix(ep, "sqlite://") && !strings.Contains(ep, "?"):
+		// A bare SQLite path gets the same WAL and locking settings as the
+		// embedded default, so it is as crash-safe.
+		ep += "?" + sqlite.DefaultParams
 	}
 	var wg sync.WaitGroup
 	// kine's library leaves these zero; these are the values its own

@@ -14,10 +14,10 @@ const (
 	certMode os.FileMode = 0o644
 )
 
-// writeFileAtomic replaces path with data such that readers (and a crash) only ever see
+// WriteFileAtomic replaces path with data such that readers (and a crash) only ever see
 // the old or the new content, never a truncated key. The temp file gets its final mode
 // before any data is written so a secret is never briefly world-readable.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -64,7 +64,7 @@ func WriteKubeconfig(path string, kc Kubeconfig, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create directory for kubeconfig %s: %w", path, err)
 	}
-	return writeFileAtomic(path, data, mode)
+	return WriteFileAtomic(path, data, mode)
 }
 
 func readIfSet(path string) ([]byte, error) {

@@ -301,10 +301,10 @@ func ensureCA(certPath, keyPath, commonName string) (*certAuthority, error) {
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	// Key first: a crash after it leaves a lone key, which is reported above instead
 	// of yielding a certificate nobody can sign with.
-	if err := writeFileAtomic(keyPath, keyPEM, keyMode); err != nil {
+	if err := WriteFileAtomic(keyPath, keyPEM, keyMode); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(certPath, certPEM, certMode); err != nil {
+	if err := WriteFileAtomic(certPath, certPEM, certMode); err != nil {
 		return nil, err
 	}
 	return parseCA(certPEM, keyPEM, certPath)
@@ -357,7 +357,7 @@ func ensureServiceAccountKey(path string) error {
 		return fmt.Errorf("generate service account key: %w", err)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	return writeFileAtomic(path, data, keyMode)
+	return WriteFileAtomic(path, data, keyMode)
 }
 
 // ensureLeaf keeps an existing leaf key and re-issues the certificate only when it no
@@ -383,7 +383,7 @@ func ensureLeaf(certPath, keyPath string, ca *certAuthority, spec leafSpec) erro
 		if keyPEM, err = EncodeKey(ecKey); err != nil {
 			return fmt.Errorf("create key %s: %w", keyPath, err)
 		}
-		if err := writeFileAtomic(keyPath, keyPEM, keyMode); err != nil {
+		if err := WriteFileAtomic(keyPath, keyPEM, keyMode); err != nil {
 			return err
 		}
 		key = ecKey
@@ -403,7 +403,7 @@ func ensureLeaf(certPath, keyPath string, ca *certAuthority, spec leafSpec) erro
 	if err != nil {
 		return fmt.Errorf("issue %s: %w", certPath, err)
 	}
-	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), certMode)
+	return WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), certMode)
 }
 
 func leafIsCurrent(cert *x509.Certificate, ca *certAuthority, key crypto.Signer, spec leafSpec) bool {

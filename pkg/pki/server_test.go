@@ -266,7 +266,7 @@ func TestEnsureServerReissuesClientCertsWhenInvalid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(p.AdminCert, foreign, 0o644); err != nil {
+	if err := WriteFileAtomic(p.AdminCert, foreign, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(p.SchedulerCert); err != nil {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -53,7 +52,7 @@ func ensureToken(path, given string, certs *pki.ServerPKI) (pki.Token, error) {
 	if tok.Username == "" {
 		tok.Username = "server"
 	}
-	if err := writeFileAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
+	if err := pki.WriteFileAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
 		return pki.Token{}, fmt.Errorf("store token: %w", err)
 	}
 	return tok, nil
@@ -94,33 +93,4 @@ func writeKubeconfigs(cfg *config.Server, l layout, p *pki.ServerPKI, server str
 		return paths, fmt.Errorf("write kubeconfig %s: %w; pass --write-kubeconfig with a path you can write", cfg.KubeconfigPath, err)
 	}
 	return paths, nil
-}
-
-// writeFileAtomic replaces path so that readers and crashes only ever see
-// the old or the new content.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		return os.Chmod(path, mode)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
