@@ -137,9 +137,22 @@ func serverFlags() []cli.Flag {
 	}
 }
 
+// configurable gives a command the shared handling of flag errors and of
+// the config file, which fills every flag the command line and environment
+// left unset.
+func configurable(cmd *cli.Command) *cli.Command {
+	cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return inCommand(cmd.Name, usageError(appName+" "+cmd.Name, err))
+	}
+	cmd.Before = func(c *cli.Context) error {
+		return inCommand(cmd.Name, applyConfigFile(c))
+	}
+	return cmd
+}
+
 func serverCommand(a Actions) *cli.Command {
 	const name = "server"
-	return &cli.Command{
+	return configurable(&cli.Command{
 		Name:      name,
 		Usage:     "run the Kubernetes control plane (and, unless disabled, a node)",
 		UsageText: "skiff server [flags]",
@@ -147,12 +160,6 @@ func serverCommand(a Actions) *cli.Command {
 			"variable, the config file (--config; keys are the long flag names, e.g. \"data-dir: /srv/skiff\",\n" +
 			"lists as YAML sequences) and the built-in default.",
 		Flags: serverFlags(),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return inCommand(name, usageError(appName+" "+name, err))
-		},
-		Before: func(c *cli.Context) error {
-			return inCommand(name, applyConfigFile(c))
-		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return inCommand(name, fmt.Errorf("unexpected argument %q; server takes only flags", c.Args().First()))
@@ -169,7 +176,7 @@ func serverCommand(a Actions) *cli.Command {
 			}
 			return inCommand(name, a.Server(c.Context, cfg))
 		},
-	}
+	})
 }
 
 // serverConfig copies the merged flag values into a config.Server.
@@ -246,17 +253,11 @@ func copyList(values []string) []string {
 
 func tokenCommand() *cli.Command {
 	const name = "token"
-	return &cli.Command{
+	return configurable(&cli.Command{
 		Name:      name,
 		Usage:     "print the cluster join token of the local server",
 		UsageText: "skiff token [--data-dir DIR]",
 		Flags:     []cli.Flag{configFlag(), dataDirFlag()},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return inCommand(name, usageError(appName+" "+name, err))
-		},
-		Before: func(c *cli.Context) error {
-			return inCommand(name, applyConfigFile(c))
-		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return inCommand(name, fmt.Errorf("unexpected argument %q; token takes only flags", c.Args().First()))
@@ -276,5 +277,5 @@ func tokenCommand() *cli.Command {
 			_, err = fmt.Fprintln(c.App.Writer, token)
 			return inCommand(name, err)
 		},
-	}
+	})
 }
