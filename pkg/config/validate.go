@@ -49,10 +49,10 @@ func (s *Server) KubeconfigFileMode() (os.FileMode, error) {
 	return mode, nil
 }
 
-// ServiceIPs returns the first usable address of the primary service range,
+// KubernetesServiceIP returns the first usable address of the primary service range,
 // which the API server claims for the "kubernetes" service and which must
 // therefore appear in its serving certificate.
-func (s *Server) ServiceIPs() (first net.IP, err error) {
+func (s *Server) KubernetesServiceIP() (first net.IP, err error) {
 	prefixes, err := parseCIDRList("--service-cidr", s.ServiceCIDR, DefaultServiceCIDR)
 	if err != nil {
 		return nil, err

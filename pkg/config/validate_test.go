@@ -186,7 +186,7 @@ func TestKubeconfigFileMode(t *testing.T) {
 	}
 }
 
-func TestServiceIPs(t *testing.T) {
+func TestKubernetesServiceIP(t *testing.T) {
 	tests := []struct {
 		cidr    string
 		want    string
@@ -201,13 +201,13 @@ func TestServiceIPs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := &Server{ServiceCIDR: tt.cidr}
-		got, err := s.ServiceIPs()
+		got, err := s.KubernetesServiceIP()
 		if (err != nil) != tt.wantErr {
-			t.Errorf("ServiceIPs(%q) error = %v, wantErr %v", tt.cidr, err, tt.wantErr)
+			t.Errorf("KubernetesServiceIP(%q) error = %v, wantErr %v", tt.cidr, err, tt.wantErr)
 			continue
 		}
 		if !tt.wantErr && !got.Equal(net.ParseIP(tt.want)) {
-			t.Errorf("ServiceIPs(%q) = %v, want %v", tt.cidr, got, tt.want)
+			t.Errorf("KubernetesServiceIP(%q) = %v, want %v", tt.cidr, got, tt.want)
 		}
 	}
 }

@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err != nil {
 		return err
 	}
-	serviceIP, err := cfg.ServiceIPs()
+	serviceIP, err := cfg.KubernetesServiceIP()
 	if err != nil {
 		return err
 	}
