@@ -69,10 +69,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err != nil {
 		return err
 	}
-	nodeIPs, err := nodeIPs(cfg)
-	if err != nil {
-		return err
-	}
+	nodeIPs := nodeIPs(cfg)
 	serviceIP, err := cfg.KubernetesServiceIP()
 	if err != nil {
 		return err
@@ -202,16 +199,19 @@ func nodeName(cfg *config.Server) (string, error) {
 }
 
 // nodeIPs returns --node-ip, or the address of the interface holding the
-// default route (read from the routing table; nothing is sent).
-func nodeIPs(cfg *config.Server) ([]net.IP, error) {
+// default route (read from the routing table; nothing is sent). A machine
+// with no route at all, a laptop offline, still gets a working loopback
+// cluster.
+func nodeIPs(cfg *config.Server) []net.IP {
 	if ips := cfg.NodeIPs(); len(ips) > 0 {
-		return ips, nil
+		return ips
 	}
 	ip, err := utilnet.ChooseHostInterface()
 	if err != nil {
-		return []net.IP{net.ParseIP("127.0.0.1")}, nil
+		logrus.Warnf("no default route to pick the node IP from (%v); using 127.0.0.1, pass --node-ip to choose", err)
+		return []net.IP{net.ParseIP("127.0.0.1")}
 	}
-	return []net.IP{ip}, nil
+	return []net.IP{ip}
 }
 
 func serverSANs(cfg *config.Server, nodeName string, nodeIPs []net.IP, serviceIP net.IP) pki.ServerOptions {
