@@ -1,7 +1,7 @@
 # Skiff build entry points. `make run` builds and starts a single-node
 # server; `make test` runs every test (unit and end-to-end).
 
-.PHONY: all build run test unit e2e clean
+.PHONY: all build run test unit e2e docs clean
 
 all: build
 
@@ -19,6 +19,11 @@ unit:
 
 e2e: build
 	scripts/test e2e
+
+# Regenerates docs/configuration.md from the CLI flag definitions; a unit
+# test fails while it is stale.
+docs:
+	go test -count=1 -run TestReferenceUpToDate ./pkg/cli -args -update
 
 clean:
 	rm -rf bin

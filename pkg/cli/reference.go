@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// WriteReference renders every command's flags as Markdown: the
+// configuration reference in docs/ is generated from it, so the help text,
+// the environment variable names and the defaults are written down once.
+func WriteReference(w io.Writer) error {
+	app := NewApp(Actions{})
+	var b strings.Builder
+	b.WriteString("# Configuration reference\n\n")
+	b.WriteString("Generated from the command-line definitions by `make docs`; do not edit by hand.\n\n")
+	b.WriteString("Every setting can be given as a flag, as its environment variable, or as a key of the\n")
+	b.WriteString("config file (`--config`, default `/etc/skiff/config.yaml`) named like the long flag.\n")
+	b.WriteString("Precedence: flag > environment > config file > default. List flags are repeated on the\n")
+	b.WriteString("command line and written as YAML sequences in the config file.\n")
+	for _, cmd := range app.Commands {
+		if cmd.Hidden || len(cmd.Flags) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n## skiff %s\n\n%s.\n", cmd.Name, cmd.Usage)
+		for _, category := range categories(cmd.Flags) {
+			if category != "" {
+				fmt.Fprintf(&b, "\n### %s\n", category)
+			}
+			b.WriteString("\n| flag | environment | default | description |\n|---|---|---|---|\n")
+			for _, f := range cmd.Flags {
+				if flagCategory(f) != category {
+					continue
+				}
+				writeFlagRow(&b, f)
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// categories lists the flags' categories in order of first appearance.
+func categories(flags []cli.Flag) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range flags {
+		c := flagCategory(f)
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func flagCategory(f cli.Flag) string {
+	if c, ok := f.(cli.CategorizableFlag); ok {
+		return c.GetCategory()
+	}
+	return ""
+}
+
+func writeFlagRow(b *strings.Builder, f cli.Flag) {
+	names := f.Names()
+	var spelled []string
+	for _, n := range names {
+		if len(n) == 1 {
+			spelled = append(spelled, "`-"+n+"`")
+		} else {
+			spelled = append(spelled, "`--"+n+"`")
+		}
+	}
+	var usage, def, env string
+	if d, ok := f.(cli.DocGenerationFlag); ok {
+		usage = d.GetUsage()
+		if d.TakesValue() {
+			def = d.GetDefaultText()
+			if def == "" {
+				def = d.GetValue()
+			}
+		} else {
+			def = "false"
+		}
+		if vars := d.GetEnvVars(); len(vars) > 0 {
+			env = "`" + strings.Join(vars, "`, `") + "`"
+		}
+	}
+	if def != "" {
+		def = "`" + strings.Trim(def, `"`) + "`"
+	}
+	fmt.Fprintf(b, "| %s | %s | %s | %s |\n", strings.Join(spelled, ", "), env, def, strings.ReplaceAll(usage, "|", `\|`))
+}
