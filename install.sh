@@ -1,0 +1,690 @@
+#!/bin/sh
+# Skiff installer.
+#
+#   curl -sfL https://<host>/install.sh | sh -
+#   curl -sfL https://<host>/install.sh | sh -s - [server|agent] [flags...]
+#   sh install.sh [server|agent] [flags...]
+#
+# Installs the skiff binary, the kubectl/crictl/ctr symlinks, a service
+# (systemd or OpenRC) and the skiff-killall.sh and <name>-uninstall.sh
+# scripts. Every setting comes from an environment variable; see
+# docs/install.md for the full list. Re-running upgrades in place.
+set -eu
+
+info() { printf '[INFO] %s\n' "$*"; }
+fatal() {
+	printf '[ERROR] %s\n' "$*" >&2
+	exit 1
+}
+
+# --- quoting helpers --------------------------------------------------------
+
+# sh_quote WORD: WORD as one sh word (single-quoted when needed).
+sh_quote() {
+	case $1 in
+	'' | *[!A-Za-z0-9_./:=,@+-]*)
+		printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+		;;
+	*) printf '%s' "$1" ;;
+	esac
+}
+
+# systemd_word WORD: WORD as one word of a systemd ExecStart= line.
+systemd_word() {
+	case $1 in
+	'' | *[!A-Za-z0-9_./:=,@+-]*)
+		printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/%/%%/g' -e 's/\$/$$/g')"
+		;;
+	*) printf '%s' "$1" ;;
+	esac
+}
+
+# systemd_env_value VALUE: VALUE for a systemd EnvironmentFile= line.
+systemd_env_value() {
+	case $1 in
+	*[!A-Za-z0-9_./:=,@+-]*)
+		printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"
+		;;
+	*) printf '%s' "$1" ;;
+	esac
+}
+
+# check_dir VAR VALUE: VALUE must be an absolute path other than /.
+check_dir() {
+	case $2 in
+	/) fatal "$1 must not be /" ;;
+	/*) ;;
+	*) fatal "$1 must be an absolute path (got '$2')" ;;
+	esac
+}
+
+# write_file DEST MODE: atomically replace DEST with stdin, mode MODE.
+write_file() {
+	_tmp="$1.tmp.$$"
+	(umask 077 && cat >"$_tmp") || {
+		rm -f "$_tmp"
+		fatal "cannot write $1"
+	}
+	if ! chmod "$2" "$_tmp" || ! mv -f "$_tmp" "$1"; then
+		rm -f "$_tmp"
+		fatal "cannot install $1"
+	fi
+}
+
+# --- settings ---------------------------------------------------------------
+
+BIN_DIR=${INSTALL_SKIFF_BIN_DIR:-/usr/local/bin}
+SYSTEMD_DIR=${INSTALL_SKIFF_SYSTEMD_DIR:-/etc/systemd/system}
+OPENRC_DIR=${INSTALL_SKIFF_OPENRC_DIR:-/etc/init.d}
+CONFIG_DIR=${INSTALL_SKIFF_CONFIG_DIR:-/etc/skiff}
+DATA_DIR=${INSTALL_SKIFF_DATA_DIR:-/var/lib/skiff}
+SYMLINK=${INSTALL_SKIFF_SYMLINK:-}
+INIT=${INSTALL_SKIFF_INIT:-auto}
+SKIP_START=${INSTALL_SKIFF_SKIP_START:-false}
+SKIP_ENABLE=${INSTALL_SKIFF_SKIP_ENABLE:-false}
+SKIFF_URL=${SKIFF_URL:-}
+SKIFF_TOKEN=${SKIFF_TOKEN:-}
+
+check_dir INSTALL_SKIFF_BIN_DIR "$BIN_DIR"
+check_dir INSTALL_SKIFF_SYSTEMD_DIR "$SYSTEMD_DIR"
+check_dir INSTALL_SKIFF_OPENRC_DIR "$OPENRC_DIR"
+check_dir INSTALL_SKIFF_CONFIG_DIR "$CONFIG_DIR"
+check_dir INSTALL_SKIFF_DATA_DIR "$DATA_DIR"
+
+case $SYMLINK in
+'' | skip | force) ;;
+*) fatal "INSTALL_SKIFF_SYMLINK must be empty, 'skip' or 'force' (got '$SYMLINK')" ;;
+esac
+for _v in SKIP_START SKIP_ENABLE; do
+	eval "_val=\$$_v"
+	case $_val in
+	true | false | '') ;;
+	*) fatal "INSTALL_SKIFF_$_v must be 'true' or 'false' (got '$_val')" ;;
+	esac
+done
+
+# The command line: INSTALL_SKIFF_EXEC (split on white space) followed by the
+# script's own arguments. A leading "server" or "agent" picks the mode.
+MODE=
+ARGS_SYSTEMD=
+ARGS_SH=
+_first=true
+add_arg() {
+	if [ "$_first" = true ]; then
+		_first=false
+		case $1 in
+		server | agent)
+			MODE=$1
+			return
+			;;
+		esac
+	fi
+	ARGS_SYSTEMD="$ARGS_SYSTEMD $(systemd_word "$1")"
+	ARGS_SH="$ARGS_SH $(sh_quote "$1")"
+}
+set -f
+# shellcheck disable=SC2086 # word splitting of INSTALL_SKIFF_EXEC is the point
+for _a in ${INSTALL_SKIFF_EXEC:-}; do add_arg "$_a"; done
+set +f
+for _a in "$@"; do add_arg "$_a"; done
+
+if [ -z "$MODE" ]; then
+	if [ -n "$SKIFF_URL" ]; then MODE=agent; else MODE=server; fi
+fi
+if [ -n "$SKIFF_URL" ]; then
+	case $SKIFF_URL in
+	https://*) ;;
+	*) fatal "SKIFF_URL must start with https:// (got '$SKIFF_URL')" ;;
+	esac
+	[ -n "$SKIFF_TOKEN" ] || fatal "SKIFF_URL is set but SKIFF_TOKEN is empty: set SKIFF_TOKEN to the join token printed by 'skiff token' on the server"
+fi
+
+if [ "$MODE" = agent ]; then DEFAULT_NAME=skiff-agent; else DEFAULT_NAME=skiff; fi
+NAME=${INSTALL_SKIFF_NAME:-$DEFAULT_NAME}
+case $NAME in
+'' | *[!A-Za-z0-9_.@-]*) fatal "INSTALL_SKIFF_NAME may only contain letters, digits, '.', '_', '@' and '-' (got '$NAME')" ;;
+esac
+
+case $INIT in
+auto)
+	if [ -d /run/systemd/system ]; then
+		INIT=systemd
+	elif command -v rc-service >/dev/null 2>&1 || command -v openrc >/dev/null 2>&1; then
+		INIT=openrc
+	else
+		INIT=none
+	fi
+	;;
+systemd | openrc | none) ;;
+*) fatal "INSTALL_SKIFF_INIT must be auto, systemd, openrc or none (got '$INIT')" ;;
+esac
+
+SKIFF="$BIN_DIR/skiff"
+KILLALL="$BIN_DIR/skiff-killall.sh"
+UNINSTALL="$BIN_DIR/$NAME-uninstall.sh"
+UNIT="$SYSTEMD_DIR/$NAME.service"
+UNIT_ENV="$SYSTEMD_DIR/$NAME.service.env"
+OPENRC_SCRIPT="$OPENRC_DIR/$NAME"
+OPENRC_ENV="$CONFIG_DIR/$NAME.env"
+CONFIG_FILE="$CONFIG_DIR/config.yaml"
+
+TMP_DIR=
+BIN_TMP=
+cleanup() {
+	[ -z "$TMP_DIR" ] || rm -rf "$TMP_DIR"
+	[ -z "$BIN_TMP" ] || rm -f "$BIN_TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# --- binary -----------------------------------------------------------------
+
+detect_arch() {
+	_m=$(uname -m)
+	case $_m in
+	x86_64 | amd64) ARCH=amd64 ;;
+	aarch64 | arm64) ARCH=arm64 ;;
+	armv7* | armv8l | armhf | arm) ARCH=arm ;;
+	s390x) ARCH=s390x ;;
+	riscv64) ARCH=riscv64 ;;
+	*) fatal "unsupported architecture $_m" ;;
+	esac
+}
+
+download() { # download URL FILE
+	if command -v curl >/dev/null 2>&1; then
+		curl -fsL -o "$2" "$1" 2>/dev/null || fatal "download of $1 failed (curl exit $?)"
+	elif command -v wget >/dev/null 2>&1; then
+		wget -q -O "$2" "$1" 2>/dev/null || fatal "download of $1 failed (wget exit $?)"
+	else
+		fatal "neither curl nor wget found: install one, or set INSTALL_SKIFF_BIN to a local skiff binary"
+	fi
+}
+
+sha256_of() {
+	if command -v sha256sum >/dev/null 2>&1; then
+		sha256sum "$1" | awk '{print $1}'
+	elif command -v shasum >/dev/null 2>&1; then
+		shasum -a 256 "$1" | awk '{print $1}'
+	else
+		fatal "neither sha256sum nor shasum found: cannot verify the download"
+	fi
+}
+
+get_binary() { # sets SRC_BIN
+	if [ -n "${INSTALL_SKIFF_BIN:-}" ]; then
+		[ -f "$INSTALL_SKIFF_BIN" ] || fatal "INSTALL_SKIFF_BIN=$INSTALL_SKIFF_BIN is not a file"
+		[ -r "$INSTALL_SKIFF_BIN" ] || fatal "INSTALL_SKIFF_BIN=$INSTALL_SKIFF_BIN is not readable"
+		SRC_BIN=$INSTALL_SKIFF_BIN
+		return
+	fi
+	if [ -z "${INSTALL_SKIFF_URL_BASE:-}" ] || [ -z "${INSTALL_SKIFF_VERSION:-}" ]; then
+		fatal "no skiff binary to install: set INSTALL_SKIFF_BIN to a local binary, or INSTALL_SKIFF_URL_BASE and INSTALL_SKIFF_VERSION to download one"
+	fi
+	detect_arch
+	_base="${INSTALL_SKIFF_URL_BASE%/}/$INSTALL_SKIFF_VERSION"
+	TMP_DIR=$(mktemp -d) || fatal "cannot create a temporary directory"
+	info "Downloading $_base/skiff-$ARCH"
+	download "$_base/sha256sum-$ARCH.txt" "$TMP_DIR/sha256sum.txt"
+	download "$_base/skiff-$ARCH" "$TMP_DIR/skiff"
+	# Accept "<hash>  skiff-<arch>" lines (sha256sum output) or a bare hash.
+	_want=$(awk -v f="skiff-$ARCH" '$2 == f || $2 == "*" f { print $1; exit }' "$TMP_DIR/sha256sum.txt")
+	if [ -z "$_want" ]; then
+		_want=$(awk 'NF == 1 && NR == 1 { print $1 }' "$TMP_DIR/sha256sum.txt")
+	fi
+	[ -n "$_want" ] || fatal "no checksum for skiff-$ARCH in $_base/sha256sum-$ARCH.txt"
+	_got=$(sha256_of "$TMP_DIR/skiff")
+	[ "$_got" = "$_want" ] || fatal "sha256 mismatch for $_base/skiff-$ARCH: expected $_want, got $_got"
+	info "Verified sha256 of skiff-$ARCH"
+	SRC_BIN="$TMP_DIR/skiff"
+}
+
+install_binary() {
+	mkdir -p "$BIN_DIR" || fatal "cannot create $BIN_DIR"
+	if [ -f "$SKIFF" ] && [ ! -L "$SKIFF" ] && cmp -s "$SRC_BIN" "$SKIFF" 2>/dev/null; then
+		chmod 0755 "$SKIFF" || fatal "cannot chmod $SKIFF"
+		info "skiff binary $SKIFF is up to date"
+		return
+	fi
+	BIN_TMP="$BIN_DIR/.skiff.tmp.$$"
+	cp "$SRC_BIN" "$BIN_TMP" || fatal "cannot copy the skiff binary to $BIN_DIR"
+	chmod 0755 "$BIN_TMP" || fatal "cannot chmod $BIN_TMP"
+	mv -f "$BIN_TMP" "$SKIFF" || fatal "cannot move the skiff binary into place at $SKIFF"
+	BIN_TMP=
+	info "Installed skiff binary to $SKIFF"
+}
+
+# points_to_skiff PATH: PATH is a symlink to the installed skiff.
+points_to_skiff() {
+	[ -L "$1" ] || return 1
+	_t=$(readlink "$1") || return 1
+	[ "$_t" = skiff ] || [ "$_t" = "$SKIFF" ]
+}
+
+install_symlinks() {
+	if [ "$SYMLINK" = skip ]; then
+		info "Skipping kubectl, crictl and ctr symlinks (INSTALL_SKIFF_SYMLINK=skip)"
+		return
+	fi
+	for _cmd in kubectl crictl ctr; do
+		_link="$BIN_DIR/$_cmd"
+		if points_to_skiff "$_link"; then
+			continue
+		fi
+		if [ -e "$_link" ] || [ -L "$_link" ]; then
+			if [ "$SYMLINK" != force ]; then
+				info "Leaving existing $_link alone (set INSTALL_SKIFF_SYMLINK=force to replace it)"
+				continue
+			fi
+			rm -f "$_link" || fatal "cannot remove $_link"
+		fi
+		ln -s skiff "$_link" || fatal "cannot create symlink $_link"
+		info "Created symlink $_link -> skiff"
+	done
+}
+
+# --- environment, config ----------------------------------------------------
+
+# env_lines FORMAT: KEY=VALUE lines for the service (systemd or sh format):
+# every SKIFF_* variable of the installer's environment, sorted.
+env_lines() {
+	_names=$(env | sed -n 's/^\(SKIFF_[A-Za-z0-9_]*\)=.*/\1/p' | grep -v '^SKIFF_KILLALL_' | sort -u)
+	_cfg=
+	if [ -n "${INSTALL_SKIFF_CONFIG:-}" ] && [ "$CONFIG_FILE" != /etc/skiff/config.yaml ]; then
+		_cfg=SKIFF_CONFIG_FILE
+		_names=$(printf '%s\n%s\n' "$_names" SKIFF_CONFIG_FILE | sed '/^$/d' | sort -u)
+	fi
+	for _n in $_names; do
+		if [ "$_n" = "$_cfg" ]; then
+			_val=$CONFIG_FILE
+		else
+			eval "_val=\${$_n}"
+		fi
+		if [ "$1" = systemd ]; then
+			printf '%s=%s\n' "$_n" "$(systemd_env_value "$_val")"
+		else
+			printf '%s=%s\n' "$_n" "$(sh_quote "$_val")"
+		fi
+	done
+}
+
+install_config() {
+	[ -n "${INSTALL_SKIFF_CONFIG:-}" ] || return 0
+	mkdir -p "$CONFIG_DIR" || fatal "cannot create $CONFIG_DIR"
+	printf '%s\n' "$INSTALL_SKIFF_CONFIG" | write_file "$CONFIG_FILE" 0600
+	info "Wrote $CONFIG_FILE (mode 0600)"
+}
+
+# --- services ---------------------------------------------------------------
+
+install_systemd() {
+	mkdir -p "$SYSTEMD_DIR" || fatal "cannot create $SYSTEMD_DIR"
+	env_lines systemd | write_file "$UNIT_ENV" 0600
+	info "Wrote $UNIT_ENV (mode 0600)"
+	write_file "$UNIT" 0644 <<EOF
+[Unit]
+Description=Skiff Kubernetes ($MODE)
+Documentation=https://github.com/skiff-io/skiff
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=exec
+EnvironmentFile=-$UNIT_ENV
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=$(systemd_word "$SKIFF") $MODE$ARGS_SYSTEMD
+KillMode=process
+Delegate=yes
+Restart=always
+RestartSec=5s
+LimitNOFILE=20000
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+
+[Install]
+WantedBy=multi-user.target
+EOF
+	info "Wrote systemd unit $UNIT"
+
+	if [ "$SKIP_ENABLE" = true ] && [ "$SKIP_START" = true ]; then
+		info "Not enabling or starting $NAME (INSTALL_SKIFF_SKIP_ENABLE/INSTALL_SKIFF_SKIP_START)"
+		return
+	fi
+	command -v systemctl >/dev/null 2>&1 || fatal "INSTALL_SKIFF_INIT=systemd but systemctl is not in PATH"
+	systemctl daemon-reload || fatal "systemctl daemon-reload failed"
+	if [ "$SKIP_ENABLE" != true ]; then
+		systemctl enable "$NAME" >/dev/null 2>&1 || fatal "systemctl enable $NAME failed"
+		info "Enabled $NAME"
+	fi
+	if [ "$SKIP_START" != true ]; then
+		info "Starting $NAME"
+		systemctl restart "$NAME" || fatal "systemctl restart $NAME failed: see 'journalctl -u $NAME'"
+	fi
+}
+
+install_openrc() {
+	mkdir -p "$OPENRC_DIR" "$CONFIG_DIR" || fatal "cannot create $OPENRC_DIR or $CONFIG_DIR"
+	env_lines sh | write_file "$OPENRC_ENV" 0600
+	info "Wrote $OPENRC_ENV (mode 0600)"
+	write_file "$OPENRC_SCRIPT" 0755 <<EOF
+#!/sbin/openrc-run
+# Generated by the skiff installer.
+description="Skiff Kubernetes ($MODE)"
+command=$(sh_quote "$SKIFF")
+command_args="$MODE$ARGS_SH"
+command_background=true
+supervisor=supervise-daemon
+respawn_delay=5
+respawn_max=0
+pidfile="/var/run/$NAME.pid"
+output_log="/var/log/$NAME.log"
+error_log="/var/log/$NAME.log"
+rc_ulimit="-n 20000"
+
+depend() {
+	want net
+	after network-online firewall
+}
+
+start_pre() {
+	modprobe br_netfilter 2>/dev/null || true
+	modprobe overlay 2>/dev/null || true
+}
+
+set -a
+[ -f $(sh_quote "$OPENRC_ENV") ] && . $(sh_quote "$OPENRC_ENV")
+set +a
+EOF
+	info "Wrote OpenRC script $OPENRC_SCRIPT"
+	if [ "$SKIP_ENABLE" != true ]; then
+		command -v rc-update >/dev/null 2>&1 || fatal "INSTALL_SKIFF_INIT=openrc but rc-update is not in PATH"
+		rc-update add "$NAME" default >/dev/null || fatal "rc-update add $NAME default failed"
+		info "Enabled $NAME"
+	fi
+	if [ "$SKIP_START" != true ]; then
+		command -v rc-service >/dev/null 2>&1 || fatal "INSTALL_SKIFF_INIT=openrc but rc-service is not in PATH"
+		info "Starting $NAME"
+		rc-service "$NAME" restart || fatal "rc-service $NAME restart failed: see /var/log/$NAME.log"
+	fi
+}
+
+# --- generated scripts ------------------------------------------------------
+
+# settings_header: the install-time settings baked into the scripts.
+settings_header() {
+	cat <<EOF
+#!/bin/sh
+# Generated by the skiff installer; re-running the installer rewrites it.
+BIN_DIR=$(sh_quote "$BIN_DIR")
+DATA_DIR=$(sh_quote "$DATA_DIR")
+SYSTEMD_DIR=$(sh_quote "$SYSTEMD_DIR")
+OPENRC_DIR=$(sh_quote "$OPENRC_DIR")
+RUN_DIR=/run/skiff
+EOF
+}
+
+install_killall() {
+	{
+		settings_header
+		cat <<'EOF'
+# skiff-killall.sh: stop skiff and everything it started on this host.
+#
+# Kills processes whose executable is $BIN_DIR/skiff, or is named skiff and
+# uses $DATA_DIR (in its command line, environment, working directory or open
+# files), or lives under $DATA_DIR, and containerd shims of skiff. With
+# SKIFF_KILLALL_ANY=true every process whose executable is named skiff is
+# killed. Then unmounts, removes network links and iptables rules and
+# removes $RUN_DIR. Safe to run when nothing is running.
+set -u
+
+info() { printf '[INFO] %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then exec sudo "$0" "$@"; fi
+	printf '[ERROR] %s\n' "skiff-killall.sh must run as root" >&2
+	exit 1
+fi
+
+# Stop the services (ignore failures; they may not be running).
+for unit in "$SYSTEMD_DIR"/skiff.service "$SYSTEMD_DIR"/skiff-*.service; do
+	[ -f "$unit" ] || continue
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		name=${unit##*/}
+		systemctl stop "${name%.service}" >/dev/null 2>&1 || true
+	fi
+done
+for script in "$OPENRC_DIR"/skiff "$OPENRC_DIR"/skiff-*; do
+	[ -f "$script" ] || continue
+	if command -v rc-service >/dev/null 2>&1; then
+		rc-service "${script##*/}" stop >/dev/null 2>&1 || true
+	fi
+done
+
+# uses_data_dir PROCDIR: the process refers to $DATA_DIR.
+uses_data_dir() {
+	cmdline=" $({ tr '\0' ' ' <"$1/cmdline"; } 2>/dev/null) "
+	case $cmdline in
+	*" $DATA_DIR "* | *" $DATA_DIR/"* | *"=$DATA_DIR "* | *"=$DATA_DIR/"*) return 0 ;;
+	esac
+	if { tr '\0' '\n' <"$1/environ"; } 2>/dev/null | grep -qxF "SKIFF_DATA_DIR=$DATA_DIR"; then
+		return 0
+	fi
+	for link in "$1/cwd" "$1"/fd/*; do
+		target=$(readlink "$link" 2>/dev/null) || continue
+		case $target in
+		"$DATA_DIR" | "$DATA_DIR"/*) return 0 ;;
+		esac
+	done
+	return 1
+}
+
+# skiff_pids: processes of skiff (and of programs under its data dir).
+skiff_pids() {
+	for d in /proc/[0-9]*; do
+		pid=${d#/proc/}
+		[ "$pid" != "$$" ] || continue
+		exe=$(readlink "$d/exe" 2>/dev/null) || continue
+		exe=${exe% (deleted)}
+		case $exe in
+		"$BIN_DIR/skiff" | "$DATA_DIR"/*)
+			echo "$pid"
+			continue
+			;;
+		esac
+		[ "${exe##*/}" = skiff ] || continue
+		if [ "${SKIFF_KILLALL_ANY:-false}" = true ] || uses_data_dir "$d"; then
+			echo "$pid"
+		fi
+	done
+}
+
+# shim_pids: containerd shims started from skiff's data or run dir.
+shim_pids() {
+	for d in /proc/[0-9]*; do
+		exe=$(readlink "$d/exe" 2>/dev/null) || continue
+		case ${exe##*/} in
+		containerd-shim*) ;;
+		*) continue ;;
+		esac
+		cmdline=" $({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) "
+		case "$exe $cmdline" in
+		*"$DATA_DIR/"* | *"$RUN_DIR/"*) echo "${d#/proc/}" ;;
+		esac
+	done
+}
+
+# regex_quote STRING: STRING as an extended regular expression.
+regex_quote() {
+	printf '%s' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'
+}
+
+pids=$(shim_pids)
+if [ -n "$pids" ]; then
+	info "Killing containerd shims: $(printf '%s' "$pids" | tr '\n' ' ')"
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null || true
+fi
+if command -v pkill >/dev/null 2>&1; then
+	pkill -KILL -f "^$(regex_quote "$DATA_DIR")/[^ ]*containerd-shim" 2>/dev/null || true
+	pkill -KILL -f "containerd-shim[^ ]* .*-address $(regex_quote "$RUN_DIR")/" 2>/dev/null || true
+fi
+
+pids=$(skiff_pids)
+if [ -n "$pids" ]; then
+	info "Stopping skiff processes: $(printf '%s' "$pids" | tr '\n' ' ')"
+	# shellcheck disable=SC2086
+	kill -TERM $pids 2>/dev/null || true
+	i=0
+	while [ "$i" -lt 15 ] && [ -n "$(skiff_pids)" ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	pids=$(skiff_pids)
+	if [ -n "$pids" ]; then
+		info "Killing skiff processes: $(printf '%s' "$pids" | tr '\n' ' ')"
+		# shellcheck disable=SC2086
+		kill -KILL $pids 2>/dev/null || true
+	fi
+fi
+
+# unmount_under DIR: unmount DIR and everything below it, deepest first.
+unmount_under() {
+	[ -r /proc/self/mounts ] || return 0
+	awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
+		sort -r -u | while IFS= read -r m; do
+		m=$(printf '%b' "$m") # /proc/self/mounts escapes spaces as \040
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
+}
+unmount_under "$RUN_DIR"
+unmount_under /var/lib/kubelet/pods
+unmount_under "$DATA_DIR"
+
+# Network links made by flannel, the bridge CNI plugin and kube-proxy.
+if command -v ip >/dev/null 2>&1; then
+	if ip link show cni0 >/dev/null 2>&1; then
+		for veth in $(ip -o link show master cni0 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+			ip link delete "$veth" >/dev/null 2>&1 || true
+		done
+	fi
+	for link in cni0 flannel.1 flannel-v6.1 kube-ipvs0; do
+		if ip link show "$link" >/dev/null 2>&1; then
+			ip link delete "$link" >/dev/null 2>&1 || true
+			info "Deleted network link $link"
+		fi
+	done
+fi
+
+# iptables rules of kube-proxy, flannel, the CNI plugins and skiff.
+for ipt in iptables ip6tables; do
+	command -v "$ipt-save" >/dev/null 2>&1 || continue
+	command -v "$ipt-restore" >/dev/null 2>&1 || continue
+	if "$ipt-save" 2>/dev/null | grep -q -i -E 'KUBE-|CNI-|FLANNEL|skiff'; then
+		"$ipt-save" | grep -v -E 'KUBE-|CNI-' | grep -v -i -E 'flannel|skiff' | "$ipt-restore" ||
+			info "$ipt-restore failed; some rules may remain"
+		info "Removed skiff $ipt rules"
+	fi
+done
+
+rm -rf "$RUN_DIR"
+exit 0
+EOF
+	} | write_file "$KILLALL" 0755
+	info "Wrote $KILLALL"
+}
+
+install_uninstall() {
+	{
+		settings_header
+		cat <<EOF
+NAME=$(sh_quote "$NAME")
+CONFIG_DIR=$(sh_quote "$CONFIG_DIR")
+OPENRC_ENV=$(sh_quote "$OPENRC_ENV")
+EOF
+		cat <<'EOF'
+# Uninstalls skiff: stops everything (skiff-killall.sh), removes the service,
+# and, unless another skiff service installed by the installer remains, the
+# binary, its symlinks, the scripts, the config and the data.
+set -u
+
+info() { printf '[INFO] %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then exec sudo "$0" "$@"; fi
+	printf '[ERROR] %s\n' "$NAME-uninstall.sh must run as root" >&2
+	exit 1
+fi
+
+if [ -x "$BIN_DIR/skiff-killall.sh" ]; then
+	"$BIN_DIR/skiff-killall.sh"
+fi
+
+if [ -f "$SYSTEMD_DIR/$NAME.service" ] || [ -f "$SYSTEMD_DIR/$NAME.service.env" ]; then
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl disable "$NAME" >/dev/null 2>&1 || true
+	fi
+	rm -f "$SYSTEMD_DIR/$NAME.service" "$SYSTEMD_DIR/$NAME.service.env"
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl daemon-reload >/dev/null 2>&1 || true
+		systemctl reset-failed "$NAME" >/dev/null 2>&1 || true
+	fi
+	info "Removed systemd unit $NAME"
+fi
+if [ -f "$OPENRC_DIR/$NAME" ]; then
+	if command -v rc-update >/dev/null 2>&1; then
+		rc-update delete "$NAME" default >/dev/null 2>&1 || true
+	fi
+	rm -f "$OPENRC_DIR/$NAME"
+	info "Removed OpenRC script $NAME"
+fi
+rm -f "$OPENRC_ENV"
+
+# A server and an agent installed side by side share the binary and data.
+for other in "$BIN_DIR"/skiff-uninstall.sh "$BIN_DIR"/skiff-*-uninstall.sh; do
+	[ -f "$other" ] || continue
+	[ "$other" != "$BIN_DIR/$NAME-uninstall.sh" ] || continue
+	info "Keeping the skiff binary and data: $other still uses them"
+	rm -f "$BIN_DIR/$NAME-uninstall.sh"
+	exit 0
+done
+
+for cmd in kubectl crictl ctr; do
+	link="$BIN_DIR/$cmd"
+	[ -L "$link" ] || continue
+	target=$(readlink "$link") || continue
+	if [ "$target" = skiff ] || [ "$target" = "$BIN_DIR/skiff" ]; then
+		rm -f "$link"
+	fi
+done
+rm -f "$BIN_DIR/skiff" "$BIN_DIR/skiff-killall.sh"
+rm -rf "$CONFIG_DIR" "$DATA_DIR" /var/lib/kubelet "$RUN_DIR"
+info "Removed skiff from $BIN_DIR, $CONFIG_DIR and $DATA_DIR"
+rm -f "$BIN_DIR/$NAME-uninstall.sh"
+exit 0
+EOF
+	} | write_file "$UNINSTALL" 0755
+	info "Wrote $UNINSTALL"
+}
+
+# --- main -------------------------------------------------------------------
+
+get_binary
+install_binary
+install_symlinks
+install_config
+install_killall
+install_uninstall
+
+case $INIT in
+systemd) install_systemd ;;
+openrc) install_openrc ;;
+none)
+	_hint="$SKIFF $MODE$ARGS_SH"
+	[ "$MODE" != agent ] || _hint="SKIFF_URL=... SKIFF_TOKEN=... $_hint"
+	info "No service manager (systemd or OpenRC) in use, so no service was installed: start skiff by hand with: $_hint"
+	;;
+esac
+info "Done: skiff $MODE installed as $NAME; uninstall with $UNINSTALL"
