@@ -1,7 +1,7 @@
 # Skiff build entry points. `make run` builds and starts a single-node
 # server; `make test` runs every test (unit and end-to-end).
 
-.PHONY: all build run test unit e2e docs clean
+.PHONY: all build run test unit e2e docs image clean
 
 all: build
 
@@ -24,6 +24,10 @@ e2e: build
 # test fails while it is stale.
 docs:
 	go test -count=1 -run TestReferenceUpToDate ./pkg/cli -args -update
+
+# Builds the container image; needs a Docker engine, so CI does not run it.
+image:
+	docker build -t skiff:dev .
 
 clean:
 	rm -rf bin
