@@ -132,17 +132,6 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func checkMode(t *testing.T, path string, want fs.FileMode) {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s has mode %#o, want %#o", path, got, want)
-	}
-}
-
 func fileSHA(t *testing.T, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -238,7 +227,7 @@ func TestInstallIntoTempRoot(t *testing.T) {
 
 		// The binary: same bytes, 0755.
 		installed := filepath.Join(r.bin, "skiff")
-		checkMode(t, installed, 0o755)
+		assertMode(t, installed, 0o755)
 		if a, b := fileSHA(t, skiffBin), fileSHA(t, installed); a != b {
 			t.Errorf("installed binary differs from %s", skiffBin)
 		}
@@ -276,7 +265,7 @@ func TestInstallIntoTempRoot(t *testing.T) {
 				t.Errorf("unit lacks %q:\n%s", strings.TrimSpace(want), unit)
 			}
 		}
-		checkMode(t, envPath, 0o600)
+		assertMode(t, envPath, 0o600)
 		env := readFile(t, envPath)
 		for _, want := range []string{"SKIFF_URL=https://192.0.2.10:6443\n", "SKIFF_TOKEN=" + token + "\n"} {
 			if !strings.Contains(env, want) {
@@ -286,7 +275,7 @@ func TestInstallIntoTempRoot(t *testing.T) {
 
 		// The scripts.
 		for _, name := range []string{"skiff-killall.sh", "skiff-agent-uninstall.sh"} {
-			checkMode(t, filepath.Join(r.bin, name), 0o755)
+			assertMode(t, filepath.Join(r.bin, name), 0o755)
 		}
 		shellcheck(t, filepath.Join(r.bin, "skiff-killall.sh"), filepath.Join(r.bin, "skiff-agent-uninstall.sh"))
 		if calls := r.systemctlCalls(t); calls != "" {
@@ -350,7 +339,7 @@ func TestInstallIntoTempRoot(t *testing.T) {
 			t.Errorf("got %q, want %q", got, want)
 		}
 		envPath := filepath.Join(r.systemd, "skiff.service.env")
-		checkMode(t, envPath, 0o600)
+		assertMode(t, envPath, 0o600)
 		env := readFile(t, envPath)
 		if !strings.Contains(env, "SKIFF_TOKEN="+secret+"\n") || strings.Contains(env, "SKIFF_URL") {
 			t.Errorf("server env file: %q", env)
@@ -360,7 +349,7 @@ func TestInstallIntoTempRoot(t *testing.T) {
 		if !strings.Contains(env, "SKIFF_CONFIG_FILE="+cfg+"\n") {
 			t.Errorf("server env file lacks SKIFF_CONFIG_FILE: %q", env)
 		}
-		checkMode(t, cfg, 0o600)
+		assertMode(t, cfg, 0o600)
 		if got := readFile(t, cfg); got != "tls-san: [a.example]\n" {
 			t.Errorf("config.yaml = %q", got)
 		}
@@ -390,7 +379,7 @@ func TestInstallIntoTempRoot(t *testing.T) {
 				t.Errorf("openrc script lacks %q:\n%s", want, script)
 			}
 		}
-		checkMode(t, filepath.Join(r.config, "skiff-agent.env"), 0o600)
+		assertMode(t, filepath.Join(r.config, "skiff-agent.env"), 0o600)
 		want := "rc-update add skiff-agent default\nrc-service skiff-agent restart\n"
 		if got := r.systemctlCalls(t); got != want {
 			t.Errorf("openrc calls:\n%s\nwant:\n%s", got, want)
@@ -507,7 +496,7 @@ func TestInstallDownload(t *testing.T) {
 		if got := readFile(t, filepath.Join(r.bin, "skiff")); got != string(payload) {
 			t.Errorf("downloaded binary = %q", got)
 		}
-		checkMode(t, filepath.Join(r.bin, "skiff"), 0o755)
+		assertMode(t, filepath.Join(r.bin, "skiff"), 0o755)
 	})
 	for _, tc := range []struct{ version, want string }{
 		{"bad", "sha256 mismatch"},
