@@ -91,6 +91,7 @@ func NewApp(a Actions) *cli.App {
 		Commands: []*cli.Command{
 			serverCommand(a),
 			tokenCommand(),
+			checkConfigCommand(),
 			kubectlCommand(a),
 		},
 	}

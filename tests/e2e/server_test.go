@@ -332,3 +332,12 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	}
 	t.Fatalf("condition not met within %s: %v", timeout, err)
 }
+
+// TestCheckConfig runs the host check; the test machines have every
+// feature a node needs, so it must pass and say so.
+func TestCheckConfig(t *testing.T) {
+	code, out := runSkiff(t, 30*time.Second, "check-config")
+	if code != 0 || !strings.Contains(out, "all required kernel features are present") || !strings.Contains(out, "ok      CONFIG_BRIDGE_NETFILTER") {
+		t.Fatalf("skiff check-config: exit %d:\n%s", code, out)
+	}
+}
