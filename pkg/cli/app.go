@@ -92,6 +92,7 @@ func NewApp(a Actions) *cli.App {
 			serverCommand(a),
 			tokenCommand(),
 			checkConfigCommand(),
+			datastoreCommand(),
 			kubectlCommand(a),
 		},
 	}

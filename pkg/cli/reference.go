@@ -20,26 +20,35 @@ func WriteReference(w io.Writer) error {
 	b.WriteString("config file (`--config`, default `/etc/skiff/config.yaml`) named like the long flag.\n")
 	b.WriteString("Precedence: flag > environment > config file > default. List flags are repeated on the\n")
 	b.WriteString("command line and written as YAML sequences in the config file.\n")
-	for _, cmd := range app.Commands {
-		if cmd.Hidden || len(cmd.Flags) == 0 {
-			continue
-		}
-		fmt.Fprintf(&b, "\n## skiff %s\n\n%s.\n", cmd.Name, cmd.Usage)
-		for _, category := range categories(cmd.Flags) {
-			if category != "" {
-				fmt.Fprintf(&b, "\n### %s\n", category)
-			}
-			b.WriteString("\n| flag | environment | default | description |\n|---|---|---|---|\n")
-			for _, f := range cmd.Flags {
-				if flagCategory(f) != category {
-					continue
-				}
-				writeFlagRow(&b, f)
-			}
-		}
-	}
+	writeCommands(&b, "skiff", app.Commands)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeCommands documents each command that has flags, then its
+// sub-commands, in definition order.
+func writeCommands(b *strings.Builder, prefix string, cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		if cmd.Hidden {
+			continue
+		}
+		path := prefix + " " + cmd.Name
+		if len(cmd.Flags) > 0 {
+			fmt.Fprintf(b, "\n## %s\n\n%s.\n", path, cmd.Usage)
+			for _, category := range categories(cmd.Flags) {
+				if category != "" {
+					fmt.Fprintf(b, "\n### %s\n", category)
+				}
+				b.WriteString("\n| flag | environment | default | description |\n|---|---|---|---|\n")
+				for _, f := range cmd.Flags {
+					if flagCategory(f) == category {
+						writeFlagRow(b, f)
+					}
+				}
+			}
+		}
+		writeCommands(b, path, cmd.Subcommands)
+	}
 }
 
 // categories lists the flags' categories in order of first appearance.
