@@ -426,6 +426,22 @@ RUN_DIR=/run/skiff
 EOF
 }
 
+# script_prologue: what every generated script starts with after its
+# settings: strict variables, the info helper, and re-running as root.
+script_prologue() {
+	cat <<'EOF'
+set -u
+
+info() { printf '[INFO] %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then exec sudo "$0" "$@"; fi
+	printf '[ERROR] %s must run as root\n' "${0##*/}" >&2
+	exit 1
+fi
+EOF
+}
+
 install_killall() {
 	{
 		settings_header
@@ -438,15 +454,9 @@ install_killall() {
 # SKIFF_KILLALL_ANY=true every process whose executable is named skiff is
 # killed. Then unmounts, removes network links and iptables rules and
 # removes $RUN_DIR. Safe to run when nothing is running.
-set -u
-
-info() { printf '[INFO] %s\n' "$*"; }
-
-if [ "$(id -u)" != 0 ]; then
-	if command -v sudo >/dev/null 2>&1; then exec sudo "$0" "$@"; fi
-	printf '[ERROR] %s\n' "skiff-killall.sh must run as root" >&2
-	exit 1
-fi
+EOF
+		script_prologue
+		cat <<'EOF'
 
 # Stop the services (ignore failures; they may not be running).
 for unit in "$SYSTEMD_DIR"/skiff.service "$SYSTEMD_DIR"/skiff-*.service; do
@@ -608,15 +618,9 @@ EOF
 # Uninstalls skiff: stops everything (skiff-killall.sh), removes the service,
 # and, unless another skiff service installed by the installer remains, the
 # binary, its symlinks, the scripts, the config and the data.
-set -u
-
-info() { printf '[INFO] %s\n' "$*"; }
-
-if [ "$(id -u)" != 0 ]; then
-	if command -v sudo >/dev/null 2>&1; then exec sudo "$0" "$@"; fi
-	printf '[ERROR] %s\n' "$NAME-uninstall.sh must run as root" >&2
-	exit 1
-fi
+EOF
+		script_prologue
+		cat <<'EOF'
 
 if [ -x "$BIN_DIR/skiff-killall.sh" ]; then
 	"$BIN_DIR/skiff-killall.sh"
