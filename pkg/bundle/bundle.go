@@ -1,0 +1,157 @@
+// Package bundle carries the helper executables a node needs beside skiff
+// itself (runc, the CNI plugins, the containerd shim) inside the skiff
+// binary, and extracts them once per content to the data dir.
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// archiveName is written by scripts/build-helpers.
+const archiveName = "assets/helpers.tar.gz"
+
+// ErrNoHelpers means the binary was built without the helper archive.
+var ErrNoHelpers = errors.New("this skiff binary was built without its helper executables (runc, CNI plugins); build it with scripts/build")
+
+// Archive returns the embedded helper archive.
+func Archive() ([]byte, error) {
+	b, err := assets.ReadFile(archiveName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoHelpers
+	}
+	return b, err
+}
+
+// Extract unpacks the embedded helpers under dataDir and returns the folder
+// holding the executables.
+func Extract(dataDir string) (string, error) {
+	archive, err := Archive()
+	if err != nil {
+		return "", err
+	}
+	return ExtractArchive(archive, dataDir)
+}
+
+// ExtractArchive unpacks a gzipped tar of helpers to
+// <dataDir>/data/<content-hash>/ and returns its bin folder. The folder is
+// filled under a temporary name and renamed into place, so a folder with the
+// final name is always complete; an existing one is reused as is.
+func ExtractArchive(archive []byte, dataDir string) (string, error) {
+	sum := sha256.Sum256(archive)
+	hash := hex.EncodeToString(sum[:])[:16]
+	parent := filepath.Join(dataDir, "data")
+	final := filepath.Join(parent, hash)
+	binDir := filepath.Join(final, "bin")
+	if fi, err := os.Stat(binDir); err == nil && fi.IsDir() {
+		return binDir, nil
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", parent, err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".extract-"+hash+"-")
+	if err != nil {
+		return "", fmt.Errorf("create extraction folder in %s: %w", parent, err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := untar(archive, tmp); err != nil {
+		return "", fmt.Errorf("extract helpers to %s: %w", tmp, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		// Another skiff extracting the same content may have won the race.
+		if fi, statErr := os.Stat(binDir); statErr == nil && fi.IsDir() {
+			return binDir, nil
+		}
+		return "", fmt.Errorf("move helpers into %s: %w", final, err)
+	}
+	removeStale(parent, hash)
+	return binDir, nil
+}
+
+// removeStale deletes interrupted extractions. Older content folders stay:
+// running containerd shims of a previous version may still execute from them.
+func removeStale(parent, keep string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".extract-") && !strings.HasPrefix(e.Name(), ".extract-"+keep) {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
+		}
+	}
+}
+
+func untar(archive []byte, dst string) error {
+	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean(h.Name)
+		if name == "." {
+			continue
+		}
+		if path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("unsafe path %q in archive", h.Name)
+		}
+		target := filepath.Join(dst, filepath.FromSlash(name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			if err := writeFile(target, tr, os.FileMode(h.Mode)&0o755); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("unsupported entry %q (type %c) in archive", h.Name, h.Typeflag)
+		}
+	}
+}
+
+func writeFile(name string, r io.Reader, mode os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,115 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func makeArchive(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(body))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestExtractArchiveContentAddressed(t *testing.T) {
+	dir := t.TempDir()
+	a := makeArchive(t, map[string]string{"bin/runc": "#!/bin/sh\necho runc\n", "bin/bridge": "b"})
+	binDir, err := ExtractArchive(a, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(binDir, filepath.Join(dir, "data")+string(filepath.Separator)) || filepath.Base(binDir) != "bin" {
+		t.Fatalf("unexpected bin dir %s", binDir)
+	}
+	fi, err := os.Stat(filepath.Join(binDir, "runc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o755 {
+		t.Fatalf("runc mode %v, want 0755", fi.Mode().Perm())
+	}
+
+	// Same content: same folder, reused without rewriting.
+	again, err := ExtractArchive(a, dir)
+	if err != nil || again != binDir {
+		t.Fatalf("second extract = %s, %v; want %s", again, err, binDir)
+	}
+
+	// New content: a new folder; the old one stays for running shims.
+	b := makeArchive(t, map[string]string{"bin/runc": "v2"})
+	other, err := ExtractArchive(b, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other == binDir {
+		t.Fatal("different content extracted to the same folder")
+	}
+	if _, err := os.Stat(binDir); err != nil {
+		t.Fatalf("old helper folder removed: %v", err)
+	}
+}
+
+func TestExtractIgnoresAndCleansHalfExtracted(t *testing.T) {
+	dir := t.TempDir()
+	a := makeArchive(t, map[string]string{"bin/runc": "r"})
+	// A crash during an earlier extraction leaves a temporary folder behind.
+	stale := filepath.Join(dir, "data", ".extract-0123456789abcdef-42")
+	if err := os.MkdirAll(filepath.Join(stale, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	binDir, err := ExtractArchive(a, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(binDir, "runc")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("half-extracted folder still present: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "data"))
+	if len(entries) != 1 {
+		t.Fatalf("data dir holds %d entries, want only the extracted folder", len(entries))
+	}
+}
+
+func TestExtractRejectsUnsafePaths(t *testing.T) {
+	dir := t.TempDir()
+	a := makeArchive(t, map[string]string{"../evil": "x"})
+	if _, err := ExtractArchive(a, dir); err == nil || !strings.Contains(err.Error(), "unsafe path") {
+		t.Fatalf("err = %v, want unsafe path", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "evil")); !os.IsNotExist(err) {
+		t.Fatal("file written outside the data dir")
+	}
+}
+
+func TestExtractRejectsCorruptArchive(t *testing.T) {
+	if _, err := ExtractArchive([]byte("not gzip"), t.TempDir()); err == nil {
+		t.Fatal("corrupt archive accepted")
+	}
+}
