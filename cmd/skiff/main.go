@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/skiff-io/skiff/pkg/agent"
+	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/cli"
 	"github.com/skiff-io/skiff/pkg/kubectl"
 	"github.com/skiff-io/skiff/pkg/server"
@@ -17,7 +19,10 @@ import (
 
 // multiCall maps the names skiff may be invoked by to sub-commands.
 var multiCall = map[string]string{
-	"kubectl": "kubectl",
+	"kubectl":    "kubectl",
+	"ctr":        "ctr",
+	"containerd": "containerd",
+	"crictl":     "crictl",
 }
 
 func main() {
@@ -38,7 +43,10 @@ func main() {
 	}()
 
 	os.Exit(cli.Run(ctx, args, cli.Actions{
-		Server:  server.Run,
-		Kubectl: kubectl.Run,
+		Server:     server.Run,
+		Kubectl:    kubectl.Run,
+		Containerd: containerd.Main,
+		Ctr:        containerd.CtrMain,
+		Crictl:     agent.Crictl,
 	}))
 }

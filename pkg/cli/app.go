@@ -23,6 +23,11 @@ const appName = "skiff"
 type Actions struct {
 	Server  func(ctx context.Context, cfg *config.Server) error
 	Kubectl func(args []string) error // everything after "kubectl", unparsed
+	// Containerd, Ctr and Crictl run the embedded tools; args[0] is the
+	// tool's name, the rest is unparsed.
+	Containerd func(args []string) error
+	Ctr        func(args []string) error
+	Crictl     func(args []string) error
 }
 
 // errVersionShown stops the run after --version has been answered; Run maps
@@ -93,7 +98,15 @@ func NewApp(a Actions) *cli.App {
 			tokenCommand(),
 			checkConfigCommand(),
 			datastoreCommand(),
-			kubectlCommand(a),
+			passthrough("kubectl", "run the embedded kubectl against this server", false, func(args []string) error {
+				if a.Kubectl == nil {
+					return nil
+				}
+				return a.Kubectl(args)
+			}, a.Kubectl != nil),
+			passthrough("ctr", "run containerd's ctr against this node's containerd", false, withName("ctr", a.Ctr), a.Ctr != nil),
+			passthrough("crictl", "run crictl against this node's container runtime", false, withName("crictl", a.Crictl), a.Crictl != nil),
+			passthrough("containerd", "run the embedded containerd (started by the node agent)", true, withName("containerd", a.Containerd), a.Containerd != nil),
 		},
 	}
 	return app
@@ -152,20 +165,31 @@ func usageError(helpCommand string, err error) error {
 	return fmt.Errorf("%w; %s", err, hint)
 }
 
-func kubectlCommand(a Actions) *cli.Command {
-	const name = "kubectl"
+// withName prepends the tool's program name to its arguments.
+func withName(name string, fn func([]string) error) func([]string) error {
+	return func(args []string) error {
+		if fn == nil {
+			return nil
+		}
+		return fn(append([]string{name}, args...))
+	}
+}
+
+// passthrough is a command that hands its unparsed arguments to an embedded
+// tool, which has its own flags, --help included.
+func passthrough(name, usage string, hidden bool, run func([]string) error, available bool) *cli.Command {
 	return &cli.Command{
-		Name:      name,
-		Usage:     "run the embedded kubectl against this server",
-		UsageText: "skiff kubectl [kubectl arguments...]",
-		// kubectl has its own flags, --help included; hand everything over.
+		Name:            name,
+		Usage:           usage,
+		UsageText:       "skiff " + name + " [" + name + " arguments...]",
 		SkipFlagParsing: true,
 		HideHelp:        true,
+		Hidden:          hidden,
 		Action: func(c *cli.Context) error {
-			if a.Kubectl == nil {
-				return inCommand(name, errors.New("kubectl is not available in this build"))
+			if !available {
+				return inCommand(name, fmt.Errorf("%s is not available in this build", name))
 			}
-			return inCommand(name, a.Kubectl(c.Args().Slice()))
+			return inCommand(name, run(c.Args().Slice()))
 		},
 	}
 }

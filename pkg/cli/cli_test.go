@@ -100,6 +100,10 @@ func TestServerDefaults(t *testing.T) {
 		ClusterDomain:  config.DefaultClusterDomain,
 		KubeconfigPath: config.DefaultKubeconfig,
 		KubeconfigMode: config.DefaultKubeconfigMode,
+		Node: config.Node{
+			FlannelBackend: config.DefaultFlannelBackend,
+			RegistriesFile: config.DefaultRegistriesFile,
+		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config = %+v\nwant %+v", cfg, want)
@@ -145,6 +149,14 @@ func TestServerAllFlags(t *testing.T) {
 		"--kube-controller-manager-arg", "node-monitor-period=2s",
 		"--kube-scheduler-arg", "v=4",
 		"--debug",
+		"--node-label", "disktype=ssd,zone=a",
+		"--node-taint", "dedicated=db:NoSchedule",
+		"--kubelet-arg", "max-pods=50",
+		"--kube-proxy-arg", "proxy-mode=nftables",
+		"--flannel-backend", "host-gw",
+		"--flannel-iface", "eth1",
+		"--snapshotter", "native",
+		"--registries", "/srv/registries.yaml",
 	))
 	want := &config.Server{
 		DataDir:                    "/srv/skiff",
@@ -167,6 +179,16 @@ func TestServerAllFlags(t *testing.T) {
 		ExtraControllerManagerArgs: []string{"node-monitor-period=2s"},
 		ExtraSchedulerArgs:         []string{"v=4"},
 		Debug:                      true,
+		Node: config.Node{
+			NodeLabels:         []string{"disktype=ssd", "zone=a"},
+			NodeTaints:         []string{"dedicated=db:NoSchedule"},
+			ExtraKubeletArgs:   []string{"max-pods=50"},
+			ExtraKubeProxyArgs: []string{"proxy-mode=nftables"},
+			FlannelBackend:     "host-gw",
+			FlannelIface:       "eth1",
+			Snapshotter:        "native",
+			RegistriesFile:     "/srv/registries.yaml",
+		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config = %+v\nwant %+v", cfg, want)
@@ -337,6 +359,12 @@ func TestErrors(t *testing.T) {
 			want: []string{"--cluster-cidr 10.42.0.0/16 overlaps --service-cidr 10.42.0.0/24"}},
 		{name: "validation error from file", config: "cluster-cidr: 10.42.0.0/33\n",
 			want: []string{`skiff server: invalid --cluster-cidr "10.42.0.0/33": not a CIDR; use a form like 10.42.0.0/16`}},
+		{name: "bad flannel backend", args: []string{"server", "--flannel-backend", "wireguard"},
+			want: []string{`invalid --flannel-backend "wireguard"; use one of vxlan, host-gw, none`}},
+		{name: "bad node label", args: []string{"server", "--node-label", "novalue"},
+			want: []string{`invalid --node-label "novalue"; use the form key=value`}},
+		{name: "bad node taint", args: []string{"server", "--node-taint", "k=v:Sometimes"},
+			want: []string{`invalid --node-taint "k=v:Sometimes"`}},
 		{name: "token and token file", args: []string{"server", "--token", "x", "--token-file", "/dev/null"},
 			want: []string{"--token and --token-file"}},
 		{name: "empty token file", args: []string{"server", "--token-file", "/dev/null"},

@@ -37,6 +37,14 @@ const (
 	flagControllerManagerArg = "kube-controller-manager-arg"
 	flagSchedulerArg         = "kube-scheduler-arg"
 	flagDebug                = "debug"
+	flagNodeLabel            = "node-label"
+	flagNodeTaint            = "node-taint"
+	flagKubeletArg           = "kubelet-arg"
+	flagKubeProxyArg         = "kube-proxy-arg"
+	flagFlannelBackend       = "flannel-backend"
+	flagFlannelIface         = "flannel-iface"
+	flagSnapshotter          = "snapshotter"
+	flagRegistries           = "registries"
 )
 
 const (
@@ -123,6 +131,12 @@ func serverFlags() []cli.Flag {
 		str(flagNodeIP, categoryNode, "IP address of this node; \"v4,v6\" for dual stack (default: detected)", ""),
 		str(flagNodeName, categoryNode, "name of this node (default: the hostname)", ""),
 		&cli.BoolFlag{Name: flagDisableAgent, Category: categoryNode, Usage: "run only the control plane, no kubelet on this host", EnvVars: envVar(flagDisableAgent)},
+		list(flagNodeLabel, categoryNode, "label to register the node with, key=value; repeat the flag"),
+		list(flagNodeTaint, categoryNode, "taint to register the node with, key=value:Effect; repeat the flag"),
+		str(flagFlannelBackend, categoryNetworking, "pod network backend: vxlan, host-gw, or none to bring your own CNI", config.DefaultFlannelBackend),
+		str(flagFlannelIface, categoryNetworking, "interface the pod network uses between nodes (default: the node IP's interface)", ""),
+		str(flagSnapshotter, categoryNode, "containerd snapshotter: overlayfs or native (default: overlayfs where it works)", ""),
+		&cli.StringFlag{Name: flagRegistries, Category: categoryNode, Usage: "registry mirrors, auth and TLS settings for containerd", Value: config.DefaultRegistriesFile, EnvVars: envVar(flagRegistries), TakesFile: true},
 
 		token,
 		tokenFile,
@@ -134,6 +148,8 @@ func serverFlags() []cli.Flag {
 		list(flagAPIServerArg, categoryComponents, "extra kube-apiserver flag as key=value; repeat the flag, commas stay in the value"),
 		list(flagControllerManagerArg, categoryComponents, "extra kube-controller-manager flag as key=value; repeat the flag, commas stay in the value"),
 		list(flagSchedulerArg, categoryComponents, "extra kube-scheduler flag as key=value; repeat the flag, commas stay in the value"),
+		list(flagKubeletArg, categoryComponents, "extra kubelet flag as key=value; repeat the flag, commas stay in the value"),
+		list(flagKubeProxyArg, categoryComponents, "extra kube-proxy flag as key=value; repeat the flag, commas stay in the value"),
 	}
 }
 
@@ -202,6 +218,16 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		ExtraControllerManagerArgs: copyList(c.StringSlice(flagControllerManagerArg)),
 		ExtraSchedulerArgs:         copyList(c.StringSlice(flagSchedulerArg)),
 		Debug:                      c.Bool(flagDebug),
+		Node: config.Node{
+			NodeLabels:         splitCommas(c.StringSlice(flagNodeLabel)),
+			NodeTaints:         splitCommas(c.StringSlice(flagNodeTaint)),
+			ExtraKubeletArgs:   copyList(c.StringSlice(flagKubeletArg)),
+			ExtraKubeProxyArgs: copyList(c.StringSlice(flagKubeProxyArg)),
+			FlannelBackend:     c.String(flagFlannelBackend),
+			FlannelIface:       c.String(flagFlannelIface),
+			Snapshotter:        c.String(flagSnapshotter),
+			RegistriesFile:     c.String(flagRegistries),
+		},
 	}
 	if c.IsSet(flagTokenFile) {
 		if c.IsSet(flagToken) {

@@ -45,6 +45,7 @@ type Server struct {
 	DatastoreEndpoint string
 
 	DisableAgent bool
+	Node
 
 	ExtraAPIServerArgs         []string
 	ExtraControllerManagerArgs []string

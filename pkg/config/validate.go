@@ -30,6 +30,7 @@ func (s *Server) Validate() error {
 		s.validateNetworks,
 		s.validateClusterDomain,
 		s.validateKubeconfigMode,
+		s.ValidateNode,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -59,7 +59,7 @@ func ensureToken(path, given string, certs *pki.ServerPKI) (pki.Token, error) {
 }
 
 type kubeconfigPaths struct {
-	controllerManager, scheduler string
+	controllerManager, scheduler, admin string
 }
 
 // writeKubeconfigs writes the components' kubeconfigs (referencing the
@@ -69,6 +69,7 @@ func writeKubeconfigs(cfg *config.Server, l layout, p *pki.ServerPKI, server str
 	paths := kubeconfigPaths{
 		controllerManager: filepath.Join(l.cred, "controller-manager.kubeconfig"),
 		scheduler:         filepath.Join(l.cred, "scheduler.kubeconfig"),
+		admin:             filepath.Join(l.cred, "admin.kubeconfig"),
 	}
 	files := []struct {
 		path      string
@@ -76,6 +77,7 @@ func writeKubeconfigs(cfg *config.Server, l layout, p *pki.ServerPKI, server str
 	}{
 		{paths.controllerManager, p.ControllerManagerCert, p.ControllerManagerKey},
 		{paths.scheduler, p.SchedulerCert, p.SchedulerKey},
+		{paths.admin, p.AdminCert, p.AdminKey},
 	}
 	for _, f := range files {
 		kc := pki.Kubeconfig{Server: server, CACert: p.ServerCACert, CertFile: f.cert, KeyFile: f.key}

@@ -19,6 +19,7 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/controlplane"
@@ -53,9 +54,6 @@ func newLayout(dataDir string) layout {
 // Run runs a skiff server until ctx is cancelled.
 func Run(ctx context.Context, cfg *config.Server) error {
 	setupLogging(cfg.Debug)
-	if !cfg.DisableAgent {
-		logrus.Warn("the node agent is not part of this build yet; running the control plane only (as with --disable-agent)")
-	}
 
 	l := newLayout(cfg.DataDir)
 	if err := prepareDataDir(l); err != nil {
@@ -121,7 +119,19 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	ready := func() {
 		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.token)
 	}
-	if err := component.Run(ctx, ready, ds, api, cm, sched); err != nil {
+	comps := []component.Component{ds, api, &clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched}
+	if !cfg.DisableAgent {
+		comps = append(comps, &agent.Agent{Config: &config.Agent{
+			Node:      cfg.Node,
+			DataDir:   cfg.DataDir,
+			ServerURL: local,
+			Token:     token.String(),
+			NodeName:  nodeName,
+			NodeIPs:   nodeIPs,
+			Debug:     cfg.Debug,
+		}})
+	}
+	if err := component.Run(ctx, ready, comps...); err != nil {
 		return err
 	}
 	logrus.Info("skiff server stopped")

@@ -1,0 +1,228 @@
+// Package agent runs a Kubernetes node: it prepares the host, joins the
+// server with the token, and runs containerd, the kubelet, flannel and
+// kube-proxy as components.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-io/skiff/pkg/agent/containerd"
+	"github.com/skiff-io/skiff/pkg/agent/flannel"
+	"github.com/skiff-io/skiff/pkg/agent/kubelet"
+	"github.com/skiff-io/skiff/pkg/bundle"
+	"github.com/skiff-io/skiff/pkg/component"
+	"github.com/skiff-io/skiff/pkg/config"
+)
+
+// RunDir holds the node's runtime sockets and state that must not survive a
+// reboot.
+const RunDir = "/run/skiff"
+
+// layout names the agent's files under the data dir.
+type layout struct {
+	root, etc, cred, images, containerd, cniConf, cniData, podManifests string
+}
+
+func newLayout(dataDir string) layout {
+	root := filepath.Join(dataDir, "agent")
+	etc := filepath.Join(root, "etc")
+	return layout{
+		root:         root,
+		etc:          etc,
+		cred:         filepath.Join(root, "cred"),
+		images:       filepath.Join(root, "images"),
+		containerd:   filepath.Join(root, "containerd"),
+		cniConf:      filepath.Join(etc, "cni", "net.d"),
+		cniData:      filepath.Join(root, "cni"),
+		podManifests: filepath.Join(root, "pod-manifests"),
+	}
+}
+
+// Agent is the node agent as one component: Start returns once the node's
+// pieces are all running.
+type Agent struct {
+	Config *config.Agent
+}
+
+func (a *Agent) Name() string { return "agent" }
+
+// Start prepares the host, joins the server and starts the node's
+// components in order. They run until ctx is cancelled.
+func (a *Agent) Start(ctx context.Context) (<-chan error, error) {
+	comps, err := a.components(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- component.Run(ctx, func() { close(ready) }, comps...)
+		close(done)
+	}()
+	select {
+	case <-ready:
+		return done, nil
+	case err := <-done:
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, err
+	}
+}
+
+// components prepares what every piece needs (host settings, helper
+// binaries, credentials) and returns the pieces in start order.
+func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
+	cfg := a.Config
+	l := newLayout(cfg.DataDir)
+	for _, dir := range []string{l.root, l.etc, l.cred, l.cniData} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	if err := os.MkdirAll(l.images, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", l.images, err)
+	}
+	if err := prepareHost(cfg.FlannelBackend); err != nil {
+		return nil, err
+	}
+	binDir, err := bundle.Extract(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("extract helper executables: %w", err)
+	}
+	logrus.Infof("helper executables in %s", binDir)
+
+	j, err := newJoiner(cfg.ServerURL, cfg.Token, cfg.NodeName, cfg.NodeIPs, l.cred)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := j.join(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", cfg.ServerURL, err)
+	}
+
+	ctrd := &containerd.Process{Config: containerd.Config{
+		RootDir:        l.containerd,
+		StateDir:       filepath.Join(RunDir, "containerd"),
+		ConfigDir:      filepath.Join(l.etc, "containerd"),
+		Address:        containerd.DefaultAddress,
+		BinDir:         binDir,
+		CNIBinDir:      binDir,
+		CNIConfDir:     l.cniConf,
+		SandboxImage:   PauseImage,
+		Snapshotter:    cfg.Snapshotter,
+		RegistriesFile: cfg.RegistriesFile,
+		LogFile:        filepath.Join(l.containerd, "containerd.log"),
+		Debug:          cfg.Debug,
+	}}
+	images := &systemImages{
+		address: containerd.DefaultAddress,
+		binDir:  binDir,
+		dir:     &containerd.ImageDir{Dir: l.images, Address: containerd.DefaultAddress},
+	}
+
+	kubeletRoot := "/var/lib/kubelet"
+	cgroupV2 := isCgroupV2()
+	kl := &kubelet.Kubelet{
+		NodeName:        cfg.NodeName,
+		NodeIPs:         cfg.NodeIPs,
+		Labels:          cfg.NodeLabels,
+		Taints:          cfg.NodeTaints,
+		RootDir:         kubeletRoot,
+		ConfigDir:       filepath.Join(l.etc, "kubelet"),
+		StaticPodDir:    l.podManifests,
+		Kubeconfig:      creds.kubeletKubeconfig,
+		ClientCA:        creds.clientCA,
+		ServingCert:     creds.servingCert,
+		ServingKey:      creds.servingKey,
+		RuntimeEndpoint: "unix://" + containerd.DefaultAddress,
+		ClusterDNS:      splitList(creds.cluster.ClusterDNS),
+		ClusterDomain:   creds.cluster.ClusterDomain,
+		ResolvConf:      kubelet.ResolvConf(),
+		CgroupV2:        cgroupV2,
+		ExtraArgs:       cfg.ExtraKubeletArgs,
+		Debug:           cfg.Debug,
+	}
+	if root := argValue(cfg.ExtraKubeletArgs, "root-dir"); root != "" {
+		kl.RootDir = root
+	}
+
+	fl := &flannel.Flannel{Config: flannel.Config{
+		Kubeconfig:  creds.kubeletKubeconfig,
+		NodeName:    cfg.NodeName,
+		Backend:     cfg.FlannelBackend,
+		Iface:       cfg.FlannelIface,
+		NodeIP:      cfg.NodeIPs[0],
+		ClusterCIDR: creds.cluster.ClusterCIDR,
+		ConfDir:     filepath.Join(l.etc, "flannel"),
+		RunDir:      filepath.Join(RunDir, "flannel"),
+		CNIConfDir:  l.cniConf,
+		CNIDataDir:  l.cniData,
+	}}
+	proxy := &kubelet.Proxy{
+		NodeName:    cfg.NodeName,
+		Kubeconfig:  creds.kubeProxyKubeconfig,
+		ClusterCIDR: creds.cluster.ClusterCIDR,
+		ConfigDir:   filepath.Join(l.etc, "kube-proxy"),
+		ExtraArgs:   cfg.ExtraKubeProxyArgs,
+		Debug:       cfg.Debug,
+	}
+	return []component.Component{ctrd, images, kl, fl, proxy}, nil
+}
+
+// prepareHost makes the host settings the kubelet and the pod network rely
+// on, and checks the host tools kube-proxy and flannel call.
+func prepareHost(backend string) error {
+	// Volumes with Bidirectional propagation need a shared root mount; many
+	// container images and minimal systems leave / private.
+	if err := unix.Mount("", "/", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make / a shared mount (mount --make-rshared /): %w; skiff needs to run as root", err)
+	}
+	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found in PATH: kube-proxy and the pod network need it; install the iptables package (apt-get install iptables)", tool)
+		}
+	}
+	if backend == "none" {
+		return nil
+	}
+	return flannel.EnsureSysctls()
+}
+
+func isCgroupV2() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
+		return false
+	}
+	return st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// argValue finds a key=value passthrough argument.
+func argValue(args []string, key string) string {
+	value := ""
+	for _, a := range args {
+		k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if ok && k == key {
+			value = v
+		}
+	}
+	return value
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

@@ -1,0 +1,254 @@
+package containerd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
+	"github.com/containerd/platforms"
+	distref "github.com/distribution/reference"
+	"github.com/pelletier/go-toml/v2"
+	"github.com/sirupsen/logrus"
+)
+
+// configVersion is the config schema of containerd v2.4 (version.ConfigVersion).
+// Older versions would be migrated on every start, with a warning.
+const configVersion = 4
+
+// snapshotters are those compiled into containerd's builtins on Linux.
+var snapshotters = []string{"overlayfs", "native", "btrfs", "zfs", "devmapper", "blockfile", "erofs"}
+
+// Unix socket paths are limited to 107 bytes; the ttrpc socket appends
+// ".ttrpc" to Address.
+const maxAddressLen = 107 - len(".ttrpc")
+
+// WriteConfig writes <ConfigDir>/config.toml for cfg and regenerates the
+// registry hosts directory <ConfigDir>/certs.d from cfg.RegistriesFile. It
+// returns the path of config.toml.
+func WriteConfig(cfg Config) (configPath string, err error) {
+	configPath, _, err = writeConfig(cfg)
+	return configPath, err
+}
+
+// writeConfig is WriteConfig returning the resolved config (defaults
+// applied, snapshotter chosen) that the caller then runs with.
+func writeConfig(cfg Config) (string, Config, error) {
+	c, err := resolve(cfg)
+	if err != nil {
+		return "", c, err
+	}
+	regs, err := LoadRegistries(c.RegistriesFile)
+	if err != nil {
+		return "", c, err
+	}
+	if err := os.MkdirAll(c.ConfigDir, 0o700); err != nil {
+		return "", c, fmt.Errorf("create containerd config dir: %w", err)
+	}
+	if err := writeHostsDir(certsDir(c), regs, c.RegistriesFile); err != nil {
+		return "", c, err
+	}
+	data, err := renderConfig(c, regs)
+	if err != nil {
+		return "", c, err
+	}
+	path := filepath.Join(c.ConfigDir, "config.toml")
+	if err := writeFileAtomic(path, data, 0o600); err != nil {
+		return "", c, fmt.Errorf("write containerd config: %w", err)
+	}
+	return path, c, nil
+}
+
+// resolve applies defaults, validates cfg and picks the snapshotter.
+func resolve(cfg Config) (Config, error) {
+	c := cfg.withDefaults()
+	if c.RootDir == "" {
+		return c, errors.New("containerd: root dir is not set")
+	}
+	for _, p := range []struct{ what, path string }{
+		{"root dir", c.RootDir}, {"state dir", c.StateDir}, {"config dir", c.ConfigDir},
+		{"socket", c.Address}, {"bin dir", c.BinDir}, {"CNI bin dir", c.CNIBinDir},
+		{"CNI config dir", c.CNIConfDir}, {"log file", c.LogFile},
+	} {
+		if p.path != "" && !filepath.IsAbs(p.path) {
+			return c, fmt.Errorf("containerd %s %q is not an absolute path; give an absolute path", p.what, p.path)
+		}
+	}
+	if len(c.Address) > maxAddressLen {
+		return c, fmt.Errorf("containerd socket path %q is %d bytes long but unix sockets allow %d here; choose a shorter path", c.Address, len(c.Address), maxAddressLen)
+	}
+	if c.SandboxImage == "" {
+		return c, errors.New("containerd: sandbox image is not set")
+	}
+	ref, err := distref.ParseDockerRef(c.SandboxImage)
+	if err != nil {
+		return c, fmt.Errorf("sandbox image %q is not a valid image reference (%v); give a name like docker.io/skiff/pause:3.10", c.SandboxImage, err)
+	}
+	// The CRI plugin pins the sandbox image by comparing full names with
+	// the names images are stored under, which are normalized.
+	c.SandboxImage = ref.String()
+	if c.Snapshotter, err = chooseSnapshotter(c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// chooseSnapshotter returns c.Snapshotter if set and known, else overlayfs
+// when an overlay mount really works in RootDir (it does not on top of
+// another overlay, e.g. in some containers, or on filesystems without
+// d_type), else native.
+func chooseSnapshotter(c Config) (string, error) {
+	if c.Snapshotter != "" {
+		if !slices.Contains(snapshotters, c.Snapshotter) {
+			return "", fmt.Errorf("unknown snapshotter %q; use one of %s", c.Snapshotter, strings.Join(snapshotters, ", "))
+		}
+		return c.Snapshotter, nil
+	}
+	// Supported mounts a small overlay in a temporary directory under the
+	// root and unmounts it again: the same probe containerd's users rely on.
+	if err := overlayutils.Supported(c.RootDir); err != nil {
+		logrus.Warnf("overlayfs does not work in %s (%v); using the native snapshotter, which copies every layer and is slower", c.RootDir, err)
+		return "native", nil
+	}
+	return "overlayfs", nil
+}
+
+func certsDir(c Config) string { return filepath.Join(c.ConfigDir, "certs.d") }
+
+// renderConfig produces config.toml for a resolved config.
+func renderConfig(c Config, regs *Registries) ([]byte, error) {
+	runcOptions := map[string]any{
+		"SystemdCgroup": false, // no systemd here; cgroupfs like the kubelet
+		// runc's state lives under our state dir so a host containerd's
+		// runc root (/run/containerd/runc) never mixes with ours.
+		"Root": filepath.Join(c.StateDir, "runc"),
+	}
+	if c.BinDir != "" {
+		runcOptions["BinaryName"] = filepath.Join(c.BinDir, "runc")
+	}
+	cni := map[string]any{"max_conf_num": 1}
+	if c.CNIBinDir != "" {
+		cni["bin_dirs"] = []string{c.CNIBinDir}
+	}
+	if c.CNIConfDir != "" {
+		cni["conf_dir"] = c.CNIConfDir
+	}
+	runtime := map[string]any{
+		// Pods fail to start otherwise where containerd lacks
+		// CAP_SYS_RESOURCE (e.g. on VMs and in containers): runc then may
+		// not lower oom_score_adj below containerd's own.
+		"restrict_oom_score_adj": true,
+		"containerd": map[string]any{
+			"default_runtime_name": "runc",
+			"runtimes": map[string]any{
+				"runc": map[string]any{
+					"runtime_type": "io.containerd.runc.v2",
+					"sandboxer":    "podsandbox",
+					"options":      runcOptions,
+				},
+			},
+		},
+		"cni": cni,
+	}
+	registry := map[string]any{"config_path": certsDir(c)}
+	if auths := regs.criAuths(); len(auths) > 0 {
+		// containerd's hosts.toml cannot carry credentials; the CRI
+		// registry configs still can (deprecated, but the only static
+		// mechanism in containerd 2.4). Using them is deliberate, so the
+		// deprecation must not show up as a CRI condition.
+		registry["configs"] = auths
+		runtime["ignore_deprecation_warnings"] = []string{"io.containerd.deprecation/cri-registry-configs"}
+	}
+	differ := "walking"
+	if c.Snapshotter == "erofs" {
+		differ = "erofs"
+	}
+
+	conf := map[string]any{
+		"version": configVersion,
+		"root":    c.RootDir,
+		"state":   c.StateDir,
+		// containerd exits instead of running without the pieces the
+		// kubelet needs; a silently missing CRI plugin is much harder to
+		// diagnose.
+		"required_plugins": []string{
+			"io.containerd.grpc.v1.cri",
+			"io.containerd.snapshotter.v1." + c.Snapshotter,
+		},
+		// By default containerd waits forever for the metadata database
+		// lock, so a leftover containerd would make us hang instead of fail.
+		"timeouts": map[string]any{"io.containerd.timeout.bolt.open": "10s"},
+		"plugins": map[string]any{
+			"io.containerd.server.v1.grpc":  map[string]any{"address": c.Address},
+			"io.containerd.server.v1.ttrpc": map[string]any{"address": c.Address + ".ttrpc"},
+			"io.containerd.cri.v1.runtime":  runtime,
+			"io.containerd.cri.v1.images": map[string]any{
+				"snapshotter":   c.Snapshotter,
+				"pinned_images": map[string]any{"sandbox": c.SandboxImage},
+				"registry":      registry,
+			},
+			// The transfer service unpacks pulls made through it (ctr and,
+			// by default, CRI). Its default unpack target is overlayfs,
+			// which does not exist when we fall back to native, and without
+			// it the CRI image plugin cannot load.
+			"io.containerd.transfer.v1.local": map[string]any{
+				"config_path": certsDir(c),
+				"unpack_config": []map[string]any{{
+					"platform":    platforms.Format(platforms.DefaultSpec()),
+					"snapshotter": c.Snapshotter,
+					"differ":      differ,
+				}},
+			},
+			// Keep containerd's files under our dirs instead of /opt/containerd.
+			"io.containerd.internal.v1.opt": map[string]any{"path": filepath.Join(c.RootDir, "opt")},
+			// Skiff ships no NRI plugins, and NRI's fixed socket
+			// /var/run/nri/nri.sock would clash with a host containerd.
+			"io.containerd.nri.v1.nri": map[string]any{"disable": true},
+		},
+	}
+	if sd := filepath.Join(c.StateDir, "s"); len(sd) <= 38 {
+		// Shim sockets under our state dir rather than /run/containerd/s;
+		// containerd only accepts a short directory (socket path limit).
+		conf["plugins"].(map[string]any)["io.containerd.shim.v1.manager"] = map[string]any{"socket_dir": sd}
+	}
+
+	var buf bytes.Buffer
+	buf.WriteString("# Generated by skiff each time containerd starts; changes here are overwritten.\n")
+	enc := toml.NewEncoder(&buf)
+	enc.SetIndentTables(true)
+	if err := enc.Encode(conf); err != nil {
+		return nil, fmt.Errorf("encode containerd config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// writeFileAtomic replaces path with data so readers never see a partial
+// file, and creates it with perm from the start (credentials may be inside).
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,124 @@
+// Package containerd configures, runs and feeds the node's containerd: it
+// writes containerd's config and registry hosts files, runs upstream
+// containerd (and ctr) from the skiff binary, supervises the containerd child
+// process, and imports image tarballs so nodes work without a registry.
+package containerd
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/cmd/containerd/command"
+	"github.com/containerd/containerd/v2/cmd/ctr/app"
+	"github.com/urfave/cli/v3"
+
+	// The same plugin set as upstream's containerd binary, CRI included
+	// (builtins/cri.go, unless built with the no_cri tag).
+	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
+)
+
+const (
+	// DefaultAddress is the socket of skiff's containerd. It differs from
+	// /run/containerd/containerd.sock so a host containerd can run beside it.
+	DefaultAddress = "/run/skiff/containerd/containerd.sock"
+	// DefaultStateDir holds containerd's transient state.
+	DefaultStateDir = "/run/skiff/containerd"
+	// DefaultRegistriesFile is where users configure mirrors and credentials.
+	DefaultRegistriesFile = "/etc/skiff/registries.yaml"
+	// Namespace is the containerd namespace the CRI plugin (and so the
+	// kubelet) uses.
+	Namespace = "k8s.io"
+)
+
+// Main runs upstream containerd in this process, exactly as containerd's own
+// main does; args[0] is the program name. It is the entry point of
+// `skiff containerd ...` and of a `containerd` link to skiff.
+func Main(args []string) error {
+	return command.App().Run(context.Background(), args)
+}
+
+// CtrMain runs upstream ctr; args[0] is the program name. Unlike plain ctr
+// it talks to skiff's containerd in the CRI namespace unless
+// CONTAINERD_ADDRESS / CONTAINERD_NAMESPACE or the flags say otherwise.
+func CtrMain(args []string) error {
+	cmd := app.New()
+	for _, f := range cmd.Flags {
+		sf, ok := f.(*cli.StringFlag)
+		if !ok {
+			continue
+		}
+		switch sf.Name {
+		case "address":
+			sf.Value = DefaultAddress
+		case "namespace":
+			sf.Value = Namespace
+		}
+	}
+	return cmd.Run(context.Background(), args)
+}
+
+// Config says where containerd keeps its data and which helpers it uses.
+type Config struct {
+	// RootDir holds containerd's persistent state, e.g.
+	// <data-dir>/agent/containerd. Required.
+	RootDir string
+	// StateDir holds transient state; default DefaultStateDir.
+	StateDir string
+	// ConfigDir receives config.toml and certs.d; default
+	// <RootDir>/../etc/containerd, i.e. <data-dir>/agent/etc/containerd.
+	ConfigDir string
+	// Address is containerd's socket; default DefaultAddress.
+	Address string
+	// BinDir holds runc, containerd-shim-runc-v2 and the CNI plugins. It is
+	// prepended to containerd's PATH so the shim is found there.
+	BinDir string
+	// CNIBinDir holds the CNI plugins; default BinDir.
+	CNIBinDir string
+	// CNIConfDir holds the CNI network config; default
+	// <ConfigDir>/../cni/net.d, i.e. <data-dir>/agent/etc/cni/net.d.
+	CNIConfDir string
+	// SandboxImage is the pod sandbox (pause) image, e.g.
+	// "docker.io/skiff/pause:3.10". It is imported locally, never pulled, and
+	// pinned so image garbage collection keeps it. Required.
+	SandboxImage string
+	// Snapshotter is containerd's snapshotter; "" picks overlayfs when an
+	// overlay mount works in RootDir and native otherwise.
+	Snapshotter string
+	// RegistriesFile holds mirrors and credentials; default
+	// DefaultRegistriesFile. A missing file means no registry configuration.
+	RegistriesFile string
+	// LogFile receives containerd's output (appended); default
+	// <RootDir>/containerd.log.
+	LogFile string
+	// Debug makes containerd log at debug level.
+	Debug bool
+}
+
+// withDefaults fills in the documented defaults. It does not choose the
+// snapshotter, which needs a mount probe.
+func (c Config) withDefaults() Config {
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.ConfigDir == "" && c.RootDir != "" {
+		c.ConfigDir = joinClean(c.RootDir, "..", "etc", "containerd")
+	}
+	if c.Address == "" {
+		c.Address = DefaultAddress
+	}
+	if c.CNIBinDir == "" {
+		c.CNIBinDir = c.BinDir
+	}
+	if c.CNIConfDir == "" && c.ConfigDir != "" {
+		c.CNIConfDir = joinClean(c.ConfigDir, "..", "cni", "net.d")
+	}
+	if c.RegistriesFile == "" {
+		c.RegistriesFile = DefaultRegistriesFile
+	}
+	if c.LogFile == "" && c.RootDir != "" {
+		c.LogFile = joinClean(c.RootDir, "containerd.log")
+	}
+	return c
+}
+
+func joinClean(elem ...string) string { return filepath.Clean(filepath.Join(elem...)) }

@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/skiff-io/skiff/pkg/agent/containerd"
+	"github.com/skiff-io/skiff/pkg/bundle"
+	"github.com/skiff-io/skiff/pkg/config"
+)
+
+// Crictl replaces the process with the bundled crictl, pointed at this
+// node's containerd unless the user configured another endpoint. args[0] is
+// the program name.
+func Crictl(args []string) error {
+	dataDir := os.Getenv("SKIFF_DATA_DIR")
+	if dataDir == "" {
+		dataDir = config.DefaultDataDir
+	}
+	binDir, err := bundle.Extract(dataDir)
+	if err != nil {
+		return fmt.Errorf("extract crictl to %s: %w", dataDir, err)
+	}
+	env := os.Environ()
+	if os.Getenv("CONTAINER_RUNTIME_ENDPOINT") == "" {
+		env = append(env, "CONTAINER_RUNTIME_ENDPOINT=unix://"+containerd.DefaultAddress)
+	}
+	if os.Getenv("IMAGE_SERVICE_ENDPOINT") == "" {
+		env = append(env, "IMAGE_SERVICE_ENDPOINT=unix://"+containerd.DefaultAddress)
+	}
+	crictl := filepath.Join(binDir, "crictl")
+	if err := syscall.Exec(crictl, append([]string{"crictl"}, args[1:]...), env); err != nil {
+		return fmt.Errorf("run %s: %w", crictl, err)
+	}
+	return nil
+}

@@ -1,0 +1,284 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/supervisor"
+)
+
+// defaultTokenUser is the username of tokens given as a bare secret; it is
+// the one the server issues its own token for.
+const defaultTokenUser = "server"
+
+// credentials are the files a node's components authenticate with, all
+// obtained from the server's supervisor with the join token.
+type credentials struct {
+	serverCA            string // trusts the apiserver (and kubelet serving certs)
+	clientCA            string // the kubelet trusts clients signed by it
+	kubeletKubeconfig   string
+	kubeProxyKubeconfig string
+	servingCert         string
+	servingKey          string
+	cluster             supervisor.ClusterConfig
+}
+
+// joiner talks to the supervisor on behalf of one node.
+type joiner struct {
+	serverURL string
+	token     pki.Token
+	nodeName  string
+	nodeIPs   []net.IP
+	dir       string // where keys, certificates and kubeconfigs are written
+	client    *http.Client
+}
+
+func newJoiner(serverURL, token, nodeName string, nodeIPs []net.IP, dir string) (*joiner, error) {
+	t, err := pki.ParseToken(token)
+	if err != nil {
+		return nil, fmt.Errorf("invalid join token: %w; copy it again from the server (skiff token)", err)
+	}
+	if t.Username == "" {
+		t.Username = defaultTokenUser
+	}
+	return &joiner{
+		serverURL: strings.TrimRight(serverURL, "/"),
+		token:     t,
+		nodeName:  nodeName,
+		nodeIPs:   nodeIPs,
+		dir:       dir,
+	}, nil
+}
+
+// join fetches and pins the server CA, then obtains the node's certificates
+// and the cluster configuration. It retries while the server is starting.
+func (j *joiner) join(ctx context.Context) (*credentials, error) {
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", j.dir, err)
+	}
+	var creds *credentials
+	err := retry(ctx, func() error {
+		var err error
+		creds, err = j.joinOnce(ctx)
+		return err
+	})
+	return creds, err
+}
+
+// permanentError ends the retries: the server answered, and said no.
+type permanentError struct{ error }
+
+func retry(ctx context.Context, fn func() error) error {
+	delay := 500 * time.Millisecond
+	for {
+		err := fn()
+		var perm permanentError
+		if err == nil || errors.As(err, &perm) {
+			return err
+		}
+		logrus.Infof("waiting for the server: %v", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+func (j *joiner) joinOnce(ctx context.Context) (*credentials, error) {
+	ca, err := j.fetchCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, permanentError{fmt.Errorf("the server at %s sent no usable CA certificate", j.serverURL)}
+	}
+	j.client = &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	}
+
+	c := &credentials{
+		serverCA:            filepath.Join(j.dir, "server-ca.crt"),
+		clientCA:            filepath.Join(j.dir, "client-ca.crt"),
+		kubeletKubeconfig:   filepath.Join(j.dir, "kubelet.kubeconfig"),
+		kubeProxyKubeconfig: filepath.Join(j.dir, "kube-proxy.kubeconfig"),
+		servingCert:         filepath.Join(j.dir, "serving-kubelet.crt"),
+		servingKey:          filepath.Join(j.dir, "serving-kubelet.key"),
+	}
+	if err := pki.WriteFileAtomic(c.serverCA, ca, 0o644); err != nil {
+		return nil, err
+	}
+	cfgJSON, err := j.get(ctx, "config")
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(cfgJSON, &c.cluster); err != nil {
+		return nil, fmt.Errorf("read cluster configuration from the server: %w", err)
+	}
+	clientCA, err := j.get(ctx, "client-ca.crt")
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFileAtomic(c.clientCA, clientCA, 0o644); err != nil {
+		return nil, err
+	}
+
+	kubeletCert, kubeletKey, err := j.certificate(ctx, "client-kubelet", "system:node:"+j.nodeName, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteKubeconfig(c.kubeletKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.serverCA, CertFile: kubeletCert, KeyFile: kubeletKey}, 0o600); err != nil {
+		return nil, err
+	}
+	proxyCert, proxyKey, err := j.certificate(ctx, "client-kube-proxy", "system:kube-proxy", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteKubeconfig(c.kubeProxyKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.serverCA, CertFile: proxyCert, KeyFile: proxyKey}, 0o600); err != nil {
+		return nil, err
+	}
+	dnsNames := []string{j.nodeName}
+	if host, err := os.Hostname(); err == nil && strings.ToLower(host) != j.nodeName {
+		dnsNames = append(dnsNames, strings.ToLower(host))
+	}
+	if _, _, err := j.certificate(ctx, "serving-kubelet", j.nodeName, dnsNames, j.nodeIPs); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// fetchCA reads /cacerts without trusting anything yet; the token's hash is
+// what makes the answer trustworthy.
+func (j *joiner) fetchCA(ctx context.Context) ([]byte, error) {
+	insecure := &http.Client{
+		Timeout: 15 * time.Second,
+		// The CA is verified against the token below, not by TLS.
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.serverURL+"/cacerts", nil)
+	if err != nil {
+		return nil, permanentError{fmt.Errorf("invalid server URL %q: %w", j.serverURL, err)}
+	}
+	resp, err := insecure.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach %s: %w", j.serverURL, err)
+	}
+	defer resp.Body.Close()
+	ca, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read CA from %s: %w", j.serverURL, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch CA from %s: %s", j.serverURL, resp.Status)
+	}
+	if j.token.CAHash == "" {
+		logrus.Warn("the join token has no CA hash (bare secret): the server's identity is not verified; use the full K10 token from `skiff token` to pin it")
+	} else if !j.token.VerifyCA(ca) {
+		return nil, permanentError{fmt.Errorf("the CA of the server at %s does not match the join token's hash: the token belongs to another cluster or the server was re-created; get the current token with `skiff token` on the server", j.serverURL)}
+	}
+	return ca, nil
+}
+
+func (j *joiner) get(ctx context.Context, path string) ([]byte, error) {
+	return j.do(ctx, http.MethodGet, path, nil)
+}
+
+func (j *joiner) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, j.serverURL+supervisor.JoinPrefix+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(j.token.Username, j.token.Password)
+	req.Header.Set(supervisor.NodeNameHeader, j.nodeName)
+	resp, err := j.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, permanentError{fmt.Errorf("the server at %s refused the join token: it is not this cluster's token; get it with `skiff token` on the server", j.serverURL)}
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		return nil, permanentError{fmt.Errorf("the server refused %s: %s", path, strings.TrimSpace(string(data)))}
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data)))
+	}
+	return data, nil
+}
+
+// certificate keeps one private key per credential across restarts and asks
+// the supervisor to sign a fresh certificate for it.
+func (j *joiner) certificate(ctx context.Context, kind, commonName string, dnsNames []string, ips []net.IP) (certPath, keyPath string, err error) {
+	certPath = filepath.Join(j.dir, kind+".crt")
+	keyPath = filepath.Join(j.dir, kind+".key")
+	key, err := loadOrCreateKey(keyPath)
+	if err != nil {
+		return "", "", err
+	}
+	csr, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{
+		Subject:     pkix.Name{CommonName: commonName},
+		DNSNames:    dnsNames,
+		IPAddresses: ips,
+	}, key)
+	if err != nil {
+		return "", "", fmt.Errorf("create %s certificate request: %w", kind, err)
+	}
+	cert, err := j.do(ctx, http.MethodPost, kind, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := pki.ParseCertsPEM(cert); err != nil {
+		return "", "", fmt.Errorf("the server sent an invalid %s certificate: %w", kind, err)
+	}
+	if err := pki.WriteFileAtomic(certPath, cert, 0o600); err != nil {
+		return "", "", err
+	}
+	return certPath, keyPath, nil
+}
+
+func loadOrCreateKey(path string) (any, error) {
+	if data, err := os.ReadFile(path); err == nil {
+		if block, _ := pem.Decode(data); block != nil {
+			if key, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+				return key, nil
+			}
+		}
+		logrus.Warnf("replacing unreadable key %s", path)
+	}
+	key, err := pki.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	encoded, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFileAtomic(path, encoded, 0o600); err != nil {
+		return nil, err
+	}
+	return key, nil
+}

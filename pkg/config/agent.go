@@ -1,0 +1,76 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+// Node agent defaults.
+const (
+	DefaultFlannelBackend = "vxlan"
+	DefaultRegistriesFile = "/etc/skiff/registries.yaml"
+)
+
+// FlannelBackends are the values --flannel-backend accepts.
+var FlannelBackends = []string{"vxlan", "host-gw", "none"}
+
+// Node holds the settings of the node agent that `skiff server` runs
+// alongside the control plane (and that `skiff agent` runs alone).
+type Node struct {
+	NodeLabels []string
+	NodeTaints []string
+
+	ExtraKubeletArgs   []string
+	ExtraKubeProxyArgs []string
+
+	FlannelBackend string
+	FlannelIface   string
+
+	// Snapshotter is containerd's snapshotter; empty picks overlayfs where it
+	// works and native elsewhere.
+	Snapshotter    string
+	RegistriesFile string
+}
+
+// Agent is everything the node agent needs: where the server is, how to
+// prove membership, and who this node is.
+type Agent struct {
+	Node
+
+	DataDir   string
+	ServerURL string
+	// Token is the join token as the user gave it (K10 form or bare secret).
+	Token    string
+	NodeName string
+	NodeIPs  []net.IP
+	Debug    bool
+}
+
+// ValidateNode checks the node settings a user can set.
+func (n *Node) ValidateNode() error {
+	switch n.FlannelBackend {
+	case "", "vxlan", "host-gw", "none":
+	default:
+		return fmt.Errorf("invalid --flannel-backend %q; use one of %s", n.FlannelBackend, strings.Join(FlannelBackends, ", "))
+	}
+	switch n.Snapshotter {
+	case "", "overlayfs", "native":
+	default:
+		return fmt.Errorf("invalid --snapshotter %q; use overlayfs or native (or leave it empty to choose automatically)", n.Snapshotter)
+	}
+	for _, l := range n.NodeLabels {
+		key, _, ok := strings.Cut(l, "=")
+		if !ok || key == "" || strings.ContainsAny(l, " \t") {
+			return fmt.Errorf("invalid --node-label %q; use the form key=value, e.g. disktype=ssd", l)
+		}
+	}
+	for _, t := range n.NodeTaints {
+		kv, effect, ok := strings.Cut(t, ":")
+		key, _, _ := strings.Cut(kv, "=")
+		if !ok || key == "" || (effect != "NoSchedule" && effect != "PreferNoSchedule" && effect != "NoExecute") {
+			return fmt.Errorf("invalid --node-taint %q; use the form key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute", t)
+		}
+	}
+	return nil
+}

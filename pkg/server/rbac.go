@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// nodeReaderRole lets every node read all Node objects: the pod network
+// (flannel's kube subnet manager) learns the other nodes' subnets and
+// tunnel endpoints from them, which the node authorizer alone refuses.
+const nodeReaderRole = "skiff:node-reader"
+
+// clusterRoles is a component that puts skiff's own RBAC objects in place
+// once the apiserver serves, before any node joins.
+type clusterRoles struct {
+	kubeconfig string
+}
+
+func (c *clusterRoles) Name() string { return "cluster-roles" }
+
+func (c *clusterRoles) Start(ctx context.Context) (<-chan error, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", c.kubeconfig, err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeReaderRole, Labels: map[string]string{"app.kubernetes.io/managed-by": "skiff"}},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{""},
+			Resources: []string{"nodes"},
+			Verbs:     []string{"get", "list", "watch"},
+		}},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeReaderRole, Labels: map[string]string{"app.kubernetes.io/managed-by": "skiff"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: nodeReaderRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "system:nodes"}},
+	}
+	// The apiserver may still be finishing its own bootstrap (RBAC
+	// post-start hooks); retry briefly.
+	err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := applyRole(ctx, client, role, binding); err != nil {
+			logrus.Debugf("apply %s: %v", nodeReaderRole, err)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create RBAC role %s: %w", nodeReaderRole, err)
+	}
+	done := make(chan error)
+	go func() {
+		<-ctx.Done()
+		close(done)
+	}()
+	return done, nil
+}
+
+func applyRole(ctx context.Context, client kubernetes.Interface, role *rbacv1.ClusterRole, binding *rbacv1.ClusterRoleBinding) error {
+	roles := client.RbacV1().ClusterRoles()
+	if cur, err := roles.Get(ctx, role.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := roles.Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	} else {
+		cur.Rules = role.Rules
+		if _, err := roles.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+	bindings := client.RbacV1().ClusterRoleBindings()
+	if cur, err := bindings.Get(ctx, binding.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		_, err = bindings.Create(ctx, binding, metav1.CreateOptions{})
+		return err
+	} else if err != nil {
+		return err
+	} else {
+		cur.Subjects = binding.Subjects
+		_, err = bindings.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}
+}
