@@ -20,6 +20,10 @@ import (
 // skiffBin is the binary under test (SKIFF_BIN, or bin/skiff of this repo).
 var skiffBin string
 
+// atExit holds cleanups of what the tests of this process share (such as
+// the test images); they run last to first after all tests.
+var atExit []func()
+
 func TestMain(m *testing.M) {
 	skiffBin = os.Getenv("SKIFF_BIN")
 	if skiffBin == "" {
@@ -29,7 +33,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "skiff binary not found at %s: run `make build` or set SKIFF_BIN\n", skiffBin)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
+	os.Exit(code)
 }
 
 // server is one `skiff server` process started by a test.
