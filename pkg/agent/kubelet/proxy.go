@@ -3,14 +3,11 @@ package kubelet
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
-	"sigs.k8s.io/yaml"
 )
 
 // proxyHealthzPort is kube-proxy's health endpoint, on loopback.
@@ -21,33 +18,27 @@ type Proxy struct {
 	NodeName    string
 	Kubeconfig  string
 	ClusterCIDR string
-	ConfigDir   string
 	ExtraArgs   []string // key=value, appended last so they win
 	Debug       bool
 }
 
 func (p *Proxy) Name() string { return "kube-proxy" }
 
-// Configuration is the KubeProxyConfiguration skiff generates.
-func (p *Proxy) Configuration() map[string]any {
-	return map[string]any{
-		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
-		"kind":               "KubeProxyConfiguration",
-		"mode":               "iptables",
-		"hostnameOverride":   p.NodeName,
-		"clusterCIDR":        p.ClusterCIDR,
-		"clientConnection":   map[string]any{"kubeconfig": p.Kubeconfig},
-		"healthzBindAddress": fmt.Sprintf("127.0.0.1:%d", proxyHealthzPort),
-		"metricsBindAddress": "127.0.0.1:10249",
+// Args are kube-proxy's flags; ExtraArgs come last and win. Flags rather
+// than a configuration file: upstream ignores every flag but logging once a
+// file is given, which would silently drop the user's --kube-proxy-arg.
+func (p *Proxy) Args() []string {
+	args := []string{
+		"--kubeconfig=" + p.Kubeconfig,
+		"--proxy-mode=iptables",
+		"--hostname-override=" + p.NodeName,
+		"--cluster-cidr=" + p.ClusterCIDR,
+		fmt.Sprintf("--healthz-bind-address=127.0.0.1:%d", proxyHealthzPort),
+		"--metrics-bind-address=127.0.0.1:10249",
 		// The conntrack table size is a host-wide setting; leave it alone
 		// rather than fail where it cannot be changed.
-		"conntrack": map[string]any{"maxPerCore": 0},
+		"--conntrack-max-per-core=0",
 	}
-}
-
-// Args are kube-proxy's flags; ExtraArgs come last and win.
-func (p *Proxy) Args(configFile string) []string {
-	args := []string{"--config=" + configFile}
 	if p.Debug {
 		args = append(args, "--v=2")
 	}
@@ -60,22 +51,10 @@ func (p *Proxy) Args(configFile string) []string {
 // Start runs kube-proxy until its health endpoint answers. It runs on the
 // component's context, so it stops with it.
 func (p *Proxy) Start(ctx context.Context) (<-chan error, error) {
-	if err := os.MkdirAll(p.ConfigDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", p.ConfigDir, err)
-	}
-	data, err := yaml.Marshal(p.Configuration())
-	if err != nil {
-		return nil, fmt.Errorf("encode kube-proxy configuration: %w", err)
-	}
-	configFile := filepath.Join(p.ConfigDir, "kube-proxy.yaml")
-	if err := writeFile(configFile, data); err != nil {
-		return nil, err
-	}
-
 	opts := proxyapp.NewOptions()
 	fs := pflag.NewFlagSet("kube-proxy", pflag.ContinueOnError)
 	opts.AddFlags(fs)
-	if err := fs.Parse(p.Args(configFile)); err != nil {
+	if err := fs.Parse(p.Args()); err != nil {
 		return nil, fmt.Errorf("kube-proxy flags: %w", err)
 	}
 	if err := opts.Complete(fs); err != nil {
