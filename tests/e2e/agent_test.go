@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -178,6 +181,20 @@ func TestAgentNode(t *testing.T) {
 		_, err := s.kubectlErr("exec", web.Metadata.Name, "--", webBinary, "get", "http://127.0.0.1:1/")
 		if err == nil || !strings.Contains(err.Error(), "exit code 1") {
 			t.Errorf("a failing command in kubectl exec: %v, want exit code 1", err)
+		}
+	})
+
+	run("ctr and crictl see the node's containers", func(t *testing.T) {
+		env := []string{"SKIFF_DATA_DIR=" + s.dataDir}
+		out := runTool(t, env, "crictl", "ps", "--name", "web", "-q")
+		if len(strings.Fields(out)) < 3 {
+			t.Errorf("skiff crictl ps --name web listed %q, want the 3 web containers", out)
+		}
+		if out := runTool(t, env, "crictl", "images"); !strings.Contains(out, "skiff.local/system/pause") {
+			t.Errorf("skiff crictl images does not list the pause image:\n%s", out)
+		}
+		if out := runTool(t, env, "ctr", "images", "ls", "-q"); !strings.Contains(out, webImageV1) {
+			t.Errorf("skiff ctr images ls (namespace k8s.io) does not list %s:\n%s", webImageV1, out)
 		}
 	})
 
@@ -556,4 +573,42 @@ func answeringHosts(out string) []string {
 	}
 	sort.Strings(hosts)
 	return hosts
+}
+
+// runTool runs one of skiff's embedded tools (skiff <tool> args...) and
+// returns its output, failing the test on a non-zero exit.
+func runTool(t *testing.T, env []string, tool string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, skiffBin, append([]string{tool}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("skiff %s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestAgentRefusesMalformedRegistries checks that a broken registries file
+// stops the node at start with a message naming the file.
+func TestAgentRefusesMalformedRegistries(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "registries.yaml")
+	if err := os.WriteFile(bad, []byte("mirrors:\n  docker.io:\n    endpoints: [\"https://m.example\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newNode(t, "--registries", bad)
+	s.start()
+	select {
+	case <-s.exited:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("skiff server kept running with a malformed registries file")
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Fatal("skiff server exited 0 with a malformed registries file")
+	}
+	s.cmd = nil
+	if log := s.log(); !strings.Contains(log, "registries file "+bad) || !strings.Contains(log, "endpoints") {
+		t.Fatalf("the server log does not name the registries file and the bad key:\n%s", tail(log, 20))
+	}
 }
