@@ -44,6 +44,7 @@ func main() {
 
 	os.Exit(cli.Run(ctx, args, cli.Actions{
 		Server:     server.Run,
+		Agent:      agent.Run,
 		Kubectl:    kubectl.Run,
 		Containerd: containerd.Main,
 		Ctr:        containerd.CtrMain,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/agent/flannel"
+	"github.com/skiff-io/skiff/pkg/agent/join"
 	"github.com/skiff-io/skiff/pkg/agent/kubelet"
 	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
@@ -91,22 +92,32 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	if err := os.MkdirAll(l.images, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", l.images, err)
 	}
-	if err := prepareHost(cfg.FlannelBackend); err != nil {
-		return nil, err
-	}
 	binDir, err := bundle.Extract(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("extract helper executables: %w", err)
 	}
 	logrus.Infof("helper executables in %s", binDir)
 
-	j, err := newJoiner(cfg.ServerURL, cfg.Token, cfg.NodeName, cfg.NodeIPs, l.cred)
-	if err != nil {
-		return nil, err
-	}
-	creds, err := j.join(ctx)
+	creds, err := join.Join(ctx, join.Options{
+		ServerURL: cfg.ServerURL,
+		Token:     cfg.Token,
+		NodeName:  cfg.NodeName,
+		NodeIPs:   cfg.NodeIPs,
+		Dir:       l.cred,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", cfg.ServerURL, err)
+	}
+	// The pod network backend is a cluster-wide choice made on the server.
+	backend := cfg.FlannelBackend
+	if backend == "" {
+		backend = creds.Cluster.FlannelBackend
+	}
+	if backend == "" {
+		backend = config.DefaultFlannelBackend
+	}
+	if err := prepareHost(backend); err != nil {
+		return nil, err
 	}
 
 	ctrd := &containerd.Process{Config: containerd.Config{
@@ -139,13 +150,13 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		RootDir:         kubeletRoot,
 		ConfigDir:       filepath.Join(l.etc, "kubelet"),
 		StaticPodDir:    l.podManifests,
-		Kubeconfig:      creds.kubeletKubeconfig,
-		ClientCA:        creds.clientCA,
-		ServingCert:     creds.servingCert,
-		ServingKey:      creds.servingKey,
+		Kubeconfig:      creds.KubeletKubeconfig,
+		ClientCA:        creds.ClientCA,
+		ServingCert:     creds.ServingCert,
+		ServingKey:      creds.ServingKey,
 		RuntimeEndpoint: "unix://" + containerd.DefaultAddress,
-		ClusterDNS:      splitList(creds.cluster.ClusterDNS),
-		ClusterDomain:   creds.cluster.ClusterDomain,
+		ClusterDNS:      splitList(creds.Cluster.ClusterDNS),
+		ClusterDomain:   creds.Cluster.ClusterDomain,
 		ResolvConf:      kubelet.ResolvConf(),
 		CgroupV2:        cgroupV2,
 		ExtraArgs:       cfg.ExtraKubeletArgs,
@@ -156,12 +167,12 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	}
 
 	fl := &flannel.Flannel{Config: flannel.Config{
-		Kubeconfig:  creds.kubeletKubeconfig,
+		Kubeconfig:  creds.KubeletKubeconfig,
 		NodeName:    cfg.NodeName,
-		Backend:     cfg.FlannelBackend,
+		Backend:     backend,
 		Iface:       cfg.FlannelIface,
 		NodeIP:      cfg.NodeIPs[0],
-		ClusterCIDR: creds.cluster.ClusterCIDR,
+		ClusterCIDR: creds.Cluster.ClusterCIDR,
 		ConfDir:     filepath.Join(l.etc, "flannel"),
 		RunDir:      filepath.Join(RunDir, "flannel"),
 		CNIConfDir:  l.cniConf,
@@ -169,9 +180,8 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	}}
 	proxy := &kubelet.Proxy{
 		NodeName:    cfg.NodeName,
-		Kubeconfig:  creds.kubeProxyKubeconfig,
-		ClusterCIDR: creds.cluster.ClusterCIDR,
-		ConfigDir:   filepath.Join(l.etc, "kube-proxy"),
+		Kubeconfig:  creds.KubeProxyKubeconfig,
+		ClusterCIDR: creds.Cluster.ClusterCIDR,
 		ExtraArgs:   cfg.ExtraKubeProxyArgs,
 		Debug:       cfg.Debug,
 	}

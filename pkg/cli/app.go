@@ -22,6 +22,7 @@ const appName = "skiff"
 // real ones, tests pass recorders.
 type Actions struct {
 	Server  func(ctx context.Context, cfg *config.Server) error
+	Agent   func(ctx context.Context, cfg *config.Agent) error
 	Kubectl func(args []string) error // everything after "kubectl", unparsed
 	// Containerd, Ctr and Crictl run the embedded tools; args[0] is the
 	// tool's name, the rest is unparsed.
@@ -95,6 +96,7 @@ func NewApp(a Actions) *cli.App {
 		},
 		Commands: []*cli.Command{
 			serverCommand(a),
+			agentCommand(a),
 			tokenCommand(),
 			checkConfigCommand(),
 			datastoreCommand(),

@@ -20,6 +20,7 @@ type recorder struct {
 	ctx         context.Context
 	kubectlArgs []string
 	kubectlRan  bool
+	agentCfg    *config.Agent
 }
 
 func (r *recorder) actions() Actions {
@@ -27,6 +28,10 @@ func (r *recorder) actions() Actions {
 		Server: func(ctx context.Context, cfg *config.Server) error {
 			r.serverCalls++
 			r.ctx, r.cfg = ctx, cfg
+			return nil
+		},
+		Agent: func(_ context.Context, cfg *config.Agent) error {
+			r.agentCfg = cfg
 			return nil
 		},
 		Kubectl: func(args []string) error {
@@ -332,7 +337,7 @@ func TestErrors(t *testing.T) {
 		{name: "unexpected argument", args: []string{"server", "extra"},
 			want: []string{`unexpected argument "extra"`}},
 		{name: "unknown config key", config: "data-dir: /x\nfoo: bar\n",
-			want: []string{`unknown key "foo"; keys are the server flag names, e.g. data-dir`}},
+			want: []string{`unknown key "foo"; keys are the server and agent flag names, e.g. data-dir`}},
 		{name: "short flag name as key", config: "d: /x\n",
 			want: []string{`unknown key "d"`}},
 		{name: "config key in file", config: "config: /other.yaml\n",

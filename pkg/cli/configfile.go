@@ -81,7 +81,7 @@ func parseConfigFile(path string, data []byte) ([]configEntry, error) {
 	}
 
 	schema := map[string]cli.Flag{}
-	for _, f := range serverFlags() {
+	for _, f := range append(serverFlags(), agentFlags()...) {
 		schema[f.Names()[0]] = f
 	}
 	seen := map[string]int{}
@@ -101,7 +101,7 @@ func parseConfigFile(path string, data []byte) ([]configEntry, error) {
 		}
 		f, ok := schema[key]
 		if !ok {
-			return nil, fmt.Errorf("config file %s: unknown key %q; keys are the server flag names, e.g. %s", path, key, flagDataDir)
+			return nil, fmt.Errorf("config file %s: unknown key %q; keys are the server and agent flag names, e.g. %s", path, key, flagDataDir)
 		}
 		values, err := flagValues(f, valueNode)
 		if err != nil {

@@ -67,6 +67,8 @@ func envVar(name string) []string {
 		return []string{"SKIFF_KUBECONFIG_OUTPUT"}
 	case flagKubeconfigMode:
 		return []string{"SKIFF_KUBECONFIG_MODE"}
+	case flagServer:
+		return []string{"SKIFF_URL"}
 	}
 	return []string{"SKIFF_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
 }

@@ -40,6 +40,18 @@ func (s *Server) Validate() error {
 	return nil
 }
 
+// ValidateAgentFields checks the fields `skiff agent` shares with the
+// server: the data dir and the node IPs.
+func (s *Server) ValidateAgentFields() error {
+	if err := s.validateDataDir(); err != nil {
+		return err
+	}
+	if s.NodeIP != "" {
+		return validateNodeIPs(s.NodeIP)
+	}
+	return nil
+}
+
 // KubeconfigFileMode returns KubeconfigMode as a file mode; it accepts the
 // octal forms people type for chmod, with or without the leading zero.
 func (s *Server) KubeconfigFileMode() (os.FileMode, error) {

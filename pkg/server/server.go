@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -16,8 +15,6 @@ import (
 	"syscall"
 
 	"github.com/sirupsen/logrus"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
-	"k8s.io/klog/v2"
 
 	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/component"
@@ -53,7 +50,7 @@ func newLayout(dataDir string) layout {
 
 // Run runs a skiff server until ctx is cancelled.
 func Run(ctx context.Context, cfg *config.Server) error {
-	setupLogging(cfg.Debug)
+	agent.SetupLogging(cfg.Debug)
 
 	l := newLayout(cfg.DataDir)
 	if err := prepareDataDir(l); err != nil {
@@ -63,11 +60,11 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 
-	nodeName, err := nodeName(cfg)
+	nodeName, err := agent.NodeName(cfg.NodeName)
 	if err != nil {
 		return err
 	}
-	nodeIPs := nodeIPs(cfg)
+	nodeIPs := agent.NodeIPs(cfg.NodeIPs())
 	serviceIP, err := cfg.KubernetesServiceIP()
 	if err != nil {
 		return err
@@ -93,10 +90,11 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		PKI:   certs,
 		Token: token,
 		Cluster: supervisor.ClusterConfig{
-			ClusterCIDR:   cfg.ClusterCIDR,
-			ServiceCIDR:   cfg.ServiceCIDR,
-			ClusterDNS:    cfg.ClusterDNS,
-			ClusterDomain: cfg.ClusterDomain,
+			ClusterCIDR:    cfg.ClusterCIDR,
+			ServiceCIDR:    cfg.ServiceCIDR,
+			ClusterDNS:     cfg.ClusterDNS,
+			ClusterDomain:  cfg.ClusterDomain,
+			FlannelBackend: cfg.FlannelBackend,
 		},
 	}
 	advertise := cfg.AdvertiseAddress
@@ -136,20 +134,6 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 	logrus.Info("skiff server stopped")
 	return nil
-}
-
-// setupLogging points klog (used by the Kubernetes components) and logrus
-// (used by kine and skiff) at the requested verbosity.
-func setupLogging(debug bool) {
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	v := "0"
-	if debug {
-		v = "2"
-		logrus.SetLevel(logrus.DebugLevel)
-	}
-	_ = fs.Set("v", v)
-	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 }
 
 // prepareDataDir creates the server's dirs and proves they are writable
@@ -195,33 +179,6 @@ func checkPortFree(bind string, port int) error {
 		return fmt.Errorf("cannot listen on %s: %w; check --bind-address and --https-listen-port", addr, err)
 	}
 	return ln.Close()
-}
-
-func nodeName(cfg *config.Server) (string, error) {
-	if cfg.NodeName != "" {
-		return strings.ToLower(cfg.NodeName), nil
-	}
-	host, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("read hostname: %w; pass --node-name", err)
-	}
-	return strings.ToLower(host), nil
-}
-
-// nodeIPs returns --node-ip, or the address of the interface holding the
-// default route (read from the routing table; nothing is sent). A machine
-// with no route at all, a laptop offline, still gets a working loopback
-// cluster.
-func nodeIPs(cfg *config.Server) []net.IP {
-	if ips := cfg.NodeIPs(); len(ips) > 0 {
-		return ips
-	}
-	ip, err := utilnet.ChooseHostInterface()
-	if err != nil {
-		logrus.Warnf("no default route to pick the node IP from (%v); using 127.0.0.1, pass --node-ip to choose", err)
-		return []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	return []net.IP{ip}
 }
 
 func serverSANs(cfg *config.Server, nodeName string, nodeIPs []net.IP, serviceIP net.IP) pki.ServerOptions {

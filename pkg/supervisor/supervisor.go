@@ -37,6 +37,8 @@ type ClusterConfig struct {
 	ServiceCIDR   string `json:"serviceCIDR"`
 	ClusterDNS    string `json:"clusterDNS"`
 	ClusterDomain string `json:"clusterDomain"`
+	// FlannelBackend is the pod network backend every node must use.
+	FlannelBackend string `json:"flannelBackend"`
 }
 
 // Supervisor holds what the endpoints need to answer.

@@ -1,4 +1,8 @@
-package agent
+// Package join obtains a node's credentials from a skiff server: it pins the
+// server's CA to the join token's hash, then asks the supervisor, with the
+// token, for the kubelet and kube-proxy certificates and the cluster
+// configuration.
+package join
 
 import (
 	"bytes"
@@ -28,16 +32,37 @@ import (
 // the one the server issues its own token for.
 const defaultTokenUser = "server"
 
-// credentials are the files a node's components authenticate with, all
+// Credentials are the files a node's components authenticate with, all
 // obtained from the server's supervisor with the join token.
-type credentials struct {
-	serverCA            string // trusts the apiserver (and kubelet serving certs)
-	clientCA            string // the kubelet trusts clients signed by it
-	kubeletKubeconfig   string
-	kubeProxyKubeconfig string
-	servingCert         string
-	servingKey          string
-	cluster             supervisor.ClusterConfig
+type Credentials struct {
+	ServerCA            string // trusts the apiserver (and kubelet serving certs)
+	ClientCA            string // the kubelet trusts clients signed by it
+	KubeletKubeconfig   string
+	KubeProxyKubeconfig string
+	ServingCert         string
+	ServingKey          string
+	Cluster             supervisor.ClusterConfig
+}
+
+// Options say which server to join, with which token, as which node, and
+// where to keep the files.
+type Options struct {
+	ServerURL string
+	Token     string
+	NodeName  string
+	NodeIPs   []net.IP
+	Dir       string
+}
+
+// Join obtains the node's credentials, retrying while the server is
+// unreachable or starting; a refusal (wrong token, CA mismatch) ends it at
+// once with an error that names the cause.
+func Join(ctx context.Context, o Options) (*Credentials, error) {
+	j, err := newJoiner(o.ServerURL, o.Token, o.NodeName, o.NodeIPs, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return j.join(ctx)
 }
 
 // joiner talks to the supervisor on behalf of one node.
@@ -69,11 +94,11 @@ func newJoiner(serverURL, token, nodeName string, nodeIPs []net.IP, dir string) 
 
 // join fetches and pins the server CA, then obtains the node's certificates
 // and the cluster configuration. It retries while the server is starting.
-func (j *joiner) join(ctx context.Context) (*credentials, error) {
+func (j *joiner) join(ctx context.Context) (*Credentials, error) {
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", j.dir, err)
 	}
-	var creds *credentials
+	var creds *Credentials
 	err := retry(ctx, func() error {
 		var err error
 		creds, err = j.joinOnce(ctx)
@@ -103,7 +128,7 @@ func retry(ctx context.Context, fn func() error) error {
 	}
 }
 
-func (j *joiner) joinOnce(ctx context.Context) (*credentials, error) {
+func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
 	ca, err := j.fetchCA(ctx)
 	if err != nil {
 		return nil, err
@@ -117,29 +142,29 @@ func (j *joiner) joinOnce(ctx context.Context) (*credentials, error) {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 	}
 
-	c := &credentials{
-		serverCA:            filepath.Join(j.dir, "server-ca.crt"),
-		clientCA:            filepath.Join(j.dir, "client-ca.crt"),
-		kubeletKubeconfig:   filepath.Join(j.dir, "kubelet.kubeconfig"),
-		kubeProxyKubeconfig: filepath.Join(j.dir, "kube-proxy.kubeconfig"),
-		servingCert:         filepath.Join(j.dir, "serving-kubelet.crt"),
-		servingKey:          filepath.Join(j.dir, "serving-kubelet.key"),
+	c := &Credentials{
+		ServerCA:            filepath.Join(j.dir, "server-ca.crt"),
+		ClientCA:            filepath.Join(j.dir, "client-ca.crt"),
+		KubeletKubeconfig:   filepath.Join(j.dir, "kubelet.kubeconfig"),
+		KubeProxyKubeconfig: filepath.Join(j.dir, "kube-proxy.kubeconfig"),
+		ServingCert:         filepath.Join(j.dir, "serving-kubelet.crt"),
+		ServingKey:          filepath.Join(j.dir, "serving-kubelet.key"),
 	}
-	if err := pki.WriteFileAtomic(c.serverCA, ca, 0o644); err != nil {
+	if err := pki.WriteFileAtomic(c.ServerCA, ca, 0o644); err != nil {
 		return nil, err
 	}
 	cfgJSON, err := j.get(ctx, "config")
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(cfgJSON, &c.cluster); err != nil {
+	if err := json.Unmarshal(cfgJSON, &c.Cluster); err != nil {
 		return nil, fmt.Errorf("read cluster configuration from the server: %w", err)
 	}
 	clientCA, err := j.get(ctx, "client-ca.crt")
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.WriteFileAtomic(c.clientCA, clientCA, 0o644); err != nil {
+	if err := pki.WriteFileAtomic(c.ClientCA, clientCA, 0o644); err != nil {
 		return nil, err
 	}
 
@@ -147,14 +172,14 @@ func (j *joiner) joinOnce(ctx context.Context) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.WriteKubeconfig(c.kubeletKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.serverCA, CertFile: kubeletCert, KeyFile: kubeletKey}, 0o600); err != nil {
+	if err := pki.WriteKubeconfig(c.KubeletKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.ServerCA, CertFile: kubeletCert, KeyFile: kubeletKey}, 0o600); err != nil {
 		return nil, err
 	}
 	proxyCert, proxyKey, err := j.certificate(ctx, "client-kube-proxy", "system:kube-proxy", nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.WriteKubeconfig(c.kubeProxyKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.serverCA, CertFile: proxyCert, KeyFile: proxyKey}, 0o600); err != nil {
+	if err := pki.WriteKubeconfig(c.KubeProxyKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.ServerCA, CertFile: proxyCert, KeyFile: proxyKey}, 0o600); err != nil {
 		return nil, err
 	}
 	dnsNames := []string{j.nodeName}

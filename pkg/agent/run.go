@@ -1,0 +1,35 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/skiff-io/skiff/pkg/component"
+	"github.com/skiff-io/skiff/pkg/config"
+)
+
+// Run runs `skiff agent`: a node joined to a remote server, until ctx is
+// cancelled.
+func Run(ctx context.Context, cfg *config.Agent) error {
+	SetupLogging(cfg.Debug)
+	root := filepath.Join(cfg.DataDir, "agent")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("data dir %s is not writable (%v); run as root or pass a --data-dir you own", cfg.DataDir, err)
+	}
+	name, err := NodeName(cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	cfg.NodeName = name
+	cfg.NodeIPs = NodeIPs(cfg.NodeIPs)
+	ready := func() { logrus.Infof("node %s joined %s and is running", cfg.NodeName, cfg.ServerURL) }
+	if err := component.Run(ctx, ready, &Agent{Config: cfg}); err != nil {
+		return err
+	}
+	logrus.Info("skiff agent stopped")
+	return nil
+}

@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/skiff-io/skiff/pkg/config"
+)
+
+// flagServer names the server an agent joins.
+const flagServer = "server"
+
+// agentFlagNames are the server flags that also configure a joining node;
+// sharing the definitions keeps names, help and environment variables the
+// same on both commands.
+var agentFlagNames = []string{
+	flagConfig, flagDataDir, flagDebug,
+	flagToken, flagTokenFile,
+	flagNodeIP, flagNodeName, flagNodeLabel, flagNodeTaint,
+	flagFlannelIface, flagSnapshotter, flagRegistries,
+	flagKubeletArg, flagKubeProxyArg,
+}
+
+func agentFlags() []cli.Flag {
+	flags := []cli.Flag{&cli.StringFlag{
+		Name:     flagServer,
+		Aliases:  []string{"s"},
+		Category: categoryCluster,
+		Usage:    "URL of the server to join, e.g. https://192.168.1.10:6443",
+		EnvVars:  envVar(flagServer),
+	}}
+	for _, f := range serverFlags() {
+		if slices.Contains(agentFlagNames, f.Names()[0]) {
+			flags = append(flags, f)
+		}
+	}
+	return flags
+}
+
+func agentCommand(a Actions) *cli.Command {
+	const name = "agent"
+	return configurable(&cli.Command{
+		Name:      name,
+		Usage:     "run a node that joins a server",
+		UsageText: "skiff agent --server https://SERVER:6443 --token TOKEN [flags]",
+		Description: "The token is printed by \"skiff token\" on the server. Settings come from flags, their SKIFF_*\n" +
+			"environment variables (SKIFF_URL and SKIFF_TOKEN for the two above) or the config file.",
+		Flags: agentFlags(),
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return inCommand(name, fmt.Errorf("unexpected argument %q; agent takes only flags", c.Args().First()))
+			}
+			cfg, err := agentConfig(c)
+			if err != nil {
+				return inCommand(name, err)
+			}
+			if a.Agent == nil {
+				return inCommand(name, errors.New("the agent is not available in this build"))
+			}
+			return inCommand(name, a.Agent(c.Context, cfg))
+		},
+	})
+}
+
+// agentConfig copies the merged flag values into a validated config.Agent.
+func agentConfig(c *cli.Context) (*config.Agent, error) {
+	server := c.String(flagServer)
+	if server == "" {
+		return nil, errors.New("no server to join: pass --server https://SERVER:6443 (or set SKIFF_URL)")
+	}
+	if u, err := url.Parse(server); err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("invalid --server %q; use the form https://SERVER:6443", server)
+	}
+	token := c.String(flagToken)
+	if c.IsSet(flagTokenFile) {
+		if c.IsSet(flagToken) {
+			return nil, errors.New("--token and --token-file (or SKIFF_TOKEN and SKIFF_TOKEN_FILE, or the config keys) both given; pass only one")
+		}
+		var err error
+		if token, err = readTokenFile(c.String(flagTokenFile)); err != nil {
+			return nil, err
+		}
+	}
+	if token == "" {
+		return nil, errors.New("no join token: pass --token (or set SKIFF_TOKEN); print it on the server with \"skiff token\"")
+	}
+	s := &config.Server{DataDir: c.String(flagDataDir), NodeIP: c.String(flagNodeIP)}
+	if err := s.ValidateAgentFields(); err != nil {
+		return nil, err
+	}
+	cfg := &config.Agent{
+		Node: config.Node{
+			NodeLabels:         splitCommas(c.StringSlice(flagNodeLabel)),
+			NodeTaints:         splitCommas(c.StringSlice(flagNodeTaint)),
+			ExtraKubeletArgs:   copyList(c.StringSlice(flagKubeletArg)),
+			ExtraKubeProxyArgs: copyList(c.StringSlice(flagKubeProxyArg)),
+			FlannelIface:       c.String(flagFlannelIface),
+			Snapshotter:        c.String(flagSnapshotter),
+			RegistriesFile:     c.String(flagRegistries),
+		},
+		DataDir:   s.DataDir,
+		ServerURL: server,
+		Token:     token,
+		NodeName:  c.String(flagNodeName),
+		NodeIPs:   s.NodeIPs(),
+		Debug:     c.Bool(flagDebug),
+	}
+	if err := cfg.ValidateNode(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
