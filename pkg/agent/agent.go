@@ -104,6 +104,8 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		NodeName:  cfg.NodeName,
 		NodeIPs:   cfg.NodeIPs,
 		Dir:       l.cred,
+		// The password outlives re-issued credentials; keep it beside them.
+		PasswordFile: filepath.Join(l.root, "node-password"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", cfg.ServerURL, err)

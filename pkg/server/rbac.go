@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -67,6 +69,27 @@ func (c *clusterRoles) Start(ctx context.Context) (<-chan error, error) {
 		close(done)
 	}()
 	return done, nil
+}
+
+// lazyClient builds a cluster client from a kubeconfig on first use, so
+// handlers registered before the apiserver serves can still use one.
+func lazyClient(kubeconfig string) func() (kubernetes.Interface, error) {
+	var (
+		once   sync.Once
+		client kubernetes.Interface
+		err    error
+	)
+	return func() (kubernetes.Interface, error) {
+		once.Do(func() {
+			var rc *rest.Config
+			if rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
+				err = fmt.Errorf("load %s: %w", kubeconfig, err)
+				return
+			}
+			client, err = kubernetes.NewForConfig(rc)
+		})
+		return client, err
+	}
 }
 
 func applyRole(ctx context.Context, client kubernetes.Interface, role *rbacv1.ClusterRole, binding *rbacv1.ClusterRoleBinding) error {

@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			ClusterDomain:  cfg.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
 		},
+		Passwords: &supervisor.NodePasswords{Client: lazyClient(kubeconfigs.admin)},
 	}
 	advertise := cfg.AdvertiseAddress
 	if advertise == "" {

@@ -46,6 +46,9 @@ type Supervisor struct {
 	PKI     *pki.ServerPKI
 	Token   pki.Token
 	Cluster ClusterConfig
+	// Passwords, when set, ties each node name to the first host that
+	// joined with it.
+	Passwords *NodePasswords
 }
 
 // Wrap returns a handler that answers skiff's endpoints and hands every
@@ -115,7 +118,7 @@ func (s *Supervisor) clientCA(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Supervisor) clientKubelet(w http.ResponseWriter, r *http.Request) {
 	node, csr, ok := nodeCSR(w, r)
-	if !ok {
+	if !ok || !s.nodeOwned(w, r, node) {
 		return
 	}
 	s.respondCert(w, func() ([]byte, error) {
@@ -137,7 +140,7 @@ func (s *Supervisor) clientKubeProxy(w http.ResponseWriter, r *http.Request) {
 // IPs the node asked for; the node name itself is always included.
 func (s *Supervisor) servingKubelet(w http.ResponseWriter, r *http.Request) {
 	node, csr, ok := nodeCSR(w, r)
-	if !ok {
+	if !ok || !s.nodeOwned(w, r, node) {
 		return
 	}
 	dns := csr.DNSNames
@@ -147,6 +150,28 @@ func (s *Supervisor) servingKubelet(w http.ResponseWriter, r *http.Request) {
 	s.respondCert(w, func() ([]byte, error) {
 		return s.PKI.SignServingCert(node, dns, csr.IPAddresses, csr.PublicKey)
 	})
+}
+
+// nodeOwned checks the node password before a node's own credentials are
+// issued; it answers the request itself when the check fails.
+func (s *Supervisor) nodeOwned(w http.ResponseWriter, r *http.Request, node string) bool {
+	if s.Passwords == nil {
+		return true
+	}
+	err := s.Passwords.Verify(r.Context(), node, r.Header.Get(NodePasswordHeader))
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ErrNodeNameTaken):
+		logrus.Warnf("refused credentials for node %s from %s: another host joined with that name", node, r.RemoteAddr)
+		httpError(w, http.StatusForbidden, fmt.Errorf("node name %q is already used by another host; give this node another --node-name, or delete the old node and its secret kube-system/%s", node, NodePasswordSecretName(node)))
+	case errors.Is(err, ErrNoNodePassword):
+		httpError(w, http.StatusBadRequest, err)
+	default:
+		logrus.Warnf("node password check for %s: %v", node, err)
+		httpError(w, http.StatusServiceUnavailable, fmt.Errorf("check node password: %w", err))
+	}
+	return false
 }
 
 func (s *Supervisor) respondCert(w http.ResponseWriter, sign func() ([]byte, error)) {

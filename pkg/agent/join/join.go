@@ -7,9 +7,11 @@ package join
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -52,6 +54,8 @@ type Options struct {
 	NodeName  string
 	NodeIPs   []net.IP
 	Dir       string
+	// PasswordFile keeps the node password, created at the first join.
+	PasswordFile string
 }
 
 // Join obtains the node's credentials, retrying while the server is
@@ -60,6 +64,12 @@ type Options struct {
 func Join(ctx context.Context, o Options) (*Credentials, error) {
 	j, err := newJoiner(o.ServerURL, o.Token, o.NodeName, o.NodeIPs, o.Dir)
 	if err != nil {
+		return nil, err
+	}
+	if o.PasswordFile == "" {
+		o.PasswordFile = filepath.Join(o.Dir, "node-password")
+	}
+	if j.password, err = nodePassword(o.PasswordFile); err != nil {
 		return nil, err
 	}
 	return j.join(ctx)
@@ -72,6 +82,7 @@ type joiner struct {
 	nodeName  string
 	nodeIPs   []net.IP
 	dir       string // where keys, certificates and kubeconfigs are written
+	password  string
 	client    *http.Client
 }
 
@@ -235,6 +246,7 @@ func (j *joiner) do(ctx context.Context, method, path string, body []byte) ([]by
 	}
 	req.SetBasicAuth(j.token.Username, j.token.Password)
 	req.Header.Set(supervisor.NodeNameHeader, j.nodeName)
+	req.Header.Set(supervisor.NodePasswordHeader, j.password)
 	resp, err := j.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
@@ -247,6 +259,8 @@ func (j *joiner) do(ctx context.Context, method, path string, body []byte) ([]by
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return nil, permanentError{fmt.Errorf("the server at %s refused the join token: it is not this cluster's token; get it with `skiff token` on the server", j.serverURL)}
+	case resp.StatusCode == http.StatusForbidden:
+		return nil, permanentError{fmt.Errorf("the server refused this node: %s", strings.TrimSpace(string(data)))}
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
 		return nil, permanentError{fmt.Errorf("the server refused %s: %s", path, strings.TrimSpace(string(data)))}
 	case resp.StatusCode != http.StatusOK:
@@ -306,4 +320,29 @@ func loadOrCreateKey(path string) (any, error) {
 		return nil, err
 	}
 	return key, nil
+}
+
+// nodePassword reads the node's password, creating it at the first join.
+// It proves to the server that this is the host that first used the name.
+func nodePassword(path string) (string, error) {
+	if data, err := os.ReadFile(path); err == nil {
+		if p := strings.TrimSpace(string(data)); len(p) >= 16 {
+			return p, nil
+		}
+		return "", fmt.Errorf("node password file %s is damaged; restore it from a backup, or delete it and the secret kube-system/<node>.node-password.skiff on the server", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read node password: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	p := hex.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	if err := pki.WriteFileAtomic(path, []byte(p+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("store node password: %w", err)
+	}
+	return p, nil
 }

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/supervisor"
 )
@@ -45,6 +48,8 @@ func newTestServer(t *testing.T) *testServer {
 		ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", ClusterDNS: "10.43.0.10",
 		ClusterDomain: "cluster.local", FlannelBackend: "vxlan",
 	}}
+	clientset := fake.NewClientset()
+	sup.Passwords = &supervisor.NodePasswords{Client: func() (kubernetes.Interface, error) { return clientset, nil }}
 	ts := &testServer{token: tok}
 	handler := sup.Wrap(http.NotFoundHandler())
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -124,6 +129,16 @@ func TestJoinObtainsCredentials(t *testing.T) {
 	after, _ := os.ReadFile(filepath.Join(dir, "client-kubelet.key"))
 	if string(before) != string(after) {
 		t.Error("joining again replaced the node's private key")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "node-password")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("node password file: %v %v", fi, err)
+	}
+
+	// Another host (another data dir, so another node password) cannot
+	// take the name.
+	_, _, err = joinWith(t, ts, ts.token.String())
+	if err == nil || !strings.Contains(err.Error(), `node name "node-1" is already used by another host`) {
+		t.Fatalf("second host with the same node name: err = %v", err)
 	}
 }
 
