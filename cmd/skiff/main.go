@@ -45,6 +45,7 @@ func main() {
 	os.Exit(cli.Run(ctx, args, cli.Actions{
 		Server:     server.Run,
 		Agent:      agent.Run,
+		Token:      server.Tokens,
 		Kubectl:    kubectl.Run,
 		Containerd: containerd.Main,
 		Ctr:        containerd.CtrMain,

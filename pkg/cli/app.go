@@ -23,6 +23,7 @@ const appName = "skiff"
 type Actions struct {
 	Server  func(ctx context.Context, cfg *config.Server) error
 	Agent   func(ctx context.Context, cfg *config.Agent) error
+	Token   func(ctx context.Context, req *config.TokenRequest) error
 	Kubectl func(args []string) error // everything after "kubectl", unparsed
 	// Containerd, Ctr and Crictl run the embedded tools; args[0] is the
 	// tool's name, the rest is unparsed.
@@ -97,7 +98,7 @@ func NewApp(a Actions) *cli.App {
 		Commands: []*cli.Command{
 			serverCommand(a),
 			agentCommand(a),
-			tokenCommand(),
+			tokenCommand(a),
 			checkConfigCommand(),
 			datastoreCommand(),
 			passthrough("kubectl", "run the embedded kubectl against this server", false, func(args []string) error {

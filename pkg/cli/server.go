@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -45,6 +46,7 @@ const (
 	flagFlannelIface         = "flannel-iface"
 	flagSnapshotter          = "snapshotter"
 	flagRegistries           = "registries"
+	flagAgentToken           = "agent-token"
 )
 
 const (
@@ -142,6 +144,7 @@ func serverFlags() []cli.Flag {
 
 		token,
 		tokenFile,
+		str(flagAgentToken, categoryCluster, "second join secret that admits agents only; print its full form with \"skiff token --agent\"", ""),
 		str(flagDatastoreEndpoint, categoryCluster, "kine datastore endpoint (default: SQLite in the data dir)", ""),
 
 		kubeconfig,
@@ -212,6 +215,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		ClusterDNS:                 c.String(flagClusterDNS),
 		ClusterDomain:              c.String(flagClusterDomain),
 		Token:                      c.String(flagToken),
+		AgentToken:                 c.String(flagAgentToken),
 		KubeconfigPath:             c.String(flagKubeconfig),
 		KubeconfigMode:             c.String(flagKubeconfigMode),
 		DatastoreEndpoint:          c.String(flagDatastoreEndpoint),
@@ -279,20 +283,78 @@ func copyList(values []string) []string {
 	return append([]string(nil), values...)
 }
 
-func tokenCommand() *cli.Command {
+func tokenCommand(a Actions) *cli.Command {
 	const name = "token"
+	manage := func(op string, flags []cli.Flag, usage, usageText string, build func(*cli.Context, *config.TokenRequest) error) *cli.Command {
+		full := name + " " + op
+		return configurable(&cli.Command{
+			Name:      op,
+			Usage:     usage,
+			UsageText: usageText,
+			Flags:     append([]cli.Flag{configFlag(), dataDirFlag()}, flags...),
+			Action: func(c *cli.Context) error {
+				req := &config.TokenRequest{Op: op, DataDir: c.String(flagDataDir), Out: c.App.Writer}
+				if err := build(c, req); err != nil {
+					return inCommand(full, err)
+				}
+				if a.Token == nil {
+					return inCommand(full, errors.New("token management is not available in this build"))
+				}
+				return inCommand(full, a.Token(c.Context, req))
+			},
+		})
+	}
+	noArgs := func(c *cli.Context, _ *config.TokenRequest) error {
+		if c.Args().Present() {
+			return fmt.Errorf("unexpected argument %q", c.Args().First())
+		}
+		return nil
+	}
 	return configurable(&cli.Command{
 		Name:      name,
-		Usage:     "print the cluster join token of the local server",
-		UsageText: "skiff token [--data-dir DIR]",
-		Flags:     []cli.Flag{configFlag(), dataDirFlag()},
+		Usage:     "print the cluster join token of the local server, or manage agent join tokens",
+		UsageText: "skiff token [--agent] [--data-dir DIR]\n   skiff token create|list|delete ...",
+		Flags: []cli.Flag{configFlag(), dataDirFlag(),
+			&cli.BoolFlag{Name: "agent", Usage: "print the agent-only token (--agent-token of the server) instead"}},
+		Subcommands: []*cli.Command{
+			manage("create", []cli.Flag{
+				&cli.DurationFlag{Name: "ttl", Usage: "how long the token admits agents; 0 means until deleted", Value: 24 * time.Hour},
+				&cli.StringFlag{Name: "description", Usage: "note shown by \"skiff token list\""},
+			}, "create a join token that admits agents (not servers), valid for --ttl", "skiff token create [--ttl 24h] [--description TEXT]",
+				func(c *cli.Context, r *config.TokenRequest) error {
+					if err := noArgs(c, r); err != nil {
+						return err
+					}
+					if c.Duration("ttl") < 0 {
+						return fmt.Errorf("invalid --ttl %s; use a positive duration such as 2h, or 0 for no expiry", c.Duration("ttl"))
+					}
+					r.TTL, r.Description = c.Duration("ttl"), c.String("description")
+					return nil
+				}),
+			manage("list", nil, "list the agent join tokens", "skiff token list", noArgs),
+			manage("delete", nil, "delete an agent join token by its ID", "skiff token delete ID",
+				func(c *cli.Context, r *config.TokenRequest) error {
+					if c.Args().Len() != 1 {
+						return errors.New("give exactly one token ID, as shown by \"skiff token list\"")
+					}
+					r.ID = c.Args().First()
+					return nil
+				}),
+		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return inCommand(name, fmt.Errorf("unexpected argument %q; token takes only flags", c.Args().First()))
+				return inCommand(name, fmt.Errorf("unknown argument %q; run \"skiff token --help\"", c.Args().First()))
 			}
-			path := filepath.Join(c.String(flagDataDir), "server", "token")
+			file := "token"
+			if c.Bool("agent") {
+				file = "agent-token"
+			}
+			path := filepath.Join(c.String(flagDataDir), "server", file)
 			data, err := os.ReadFile(path)
 			if errors.Is(err, fs.ErrNotExist) {
+				if c.Bool("agent") {
+					return inCommand(name, fmt.Errorf("no agent token at %s: start the server with --agent-token to have one", path))
+				}
 				return inCommand(name, fmt.Errorf("no token at %s: start \"skiff server\" first (or pass --data-dir)", path))
 			}
 			if err != nil {

@@ -37,6 +37,8 @@ type Server struct {
 	// Token is the cluster join secret as given by the user (full K10 form or
 	// a bare secret); empty means "reuse the stored one or generate one".
 	Token string
+	// AgentToken is a second secret that joins agents only.
+	AgentToken string
 
 	KubeconfigPath string
 	KubeconfigMode string

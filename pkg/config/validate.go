@@ -31,11 +31,19 @@ func (s *Server) Validate() error {
 		s.validateClusterDomain,
 		s.validateKubeconfigMode,
 		s.ValidateNode,
+		s.validateAgentToken,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (s *Server) validateAgentToken() error {
+	if s.AgentToken != "" && (strings.ContainsAny(s.AgentToken, ": \t\n") || len(s.AgentToken) < 8) {
+		return fmt.Errorf("invalid --agent-token: use a secret of at least 8 characters without ':' or spaces")
 	}
 	return nil
 }

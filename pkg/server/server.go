@@ -79,6 +79,11 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 
+	agentToken, err := ensureAgentToken(filepath.Join(l.root, "agent-token"), cfg.AgentToken, token)
+	if err != nil {
+		return err
+	}
+
 	local := "https://" + net.JoinHostPort(loopbackFor(cfg.BindAddress), strconv.Itoa(cfg.HTTPSPort))
 	kubeconfigs, err := writeKubeconfigs(cfg, l, certs, local)
 	if err != nil {
@@ -96,7 +101,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			ClusterDomain:  cfg.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
 		},
-		Passwords: &supervisor.NodePasswords{Client: lazyClient(kubeconfigs.admin)},
+		Passwords:  &supervisor.NodePasswords{Client: lazyClient(kubeconfigs.admin)},
+		AgentToken: agentToken,
+		JoinTokens: &supervisor.JoinTokens{Client: lazyClient(kubeconfigs.admin)},
 	}
 	advertise := cfg.AdvertiseAddress
 	if advertise == "" {

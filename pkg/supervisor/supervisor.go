@@ -49,6 +49,12 @@ type Supervisor struct {
 	// Passwords, when set, ties each node name to the first host that
 	// joined with it.
 	Passwords *NodePasswords
+	// AgentToken, when set, is a second secret that joins agents only
+	// (username "node").
+	AgentToken *pki.Token
+	// JoinTokens, when set, admits agents with tokens made by
+	// `skiff token create`.
+	JoinTokens *JoinTokens
 }
 
 // Wrap returns a handler that answers skiff's endpoints and hands every
@@ -85,7 +91,7 @@ func (s *Supervisor) caCerts(w http.ResponseWriter, _ *http.Request) {
 func (s *Supervisor) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
-		if !ok || !s.tokenMatches(user, pass) {
+		if !ok || !s.tokenMatches(r, user, pass) {
 			logrus.Warnf("refused join request for %s from %s: bad or missing token", r.URL.Path, r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Basic realm="skiff"`)
 			httpError(w, http.StatusUnauthorized, errors.New("the join token is not valid for this cluster"))
@@ -95,9 +101,21 @@ func (s *Supervisor) authenticated(next http.Handler) http.Handler {
 	})
 }
 
-func (s *Supervisor) tokenMatches(user, pass string) bool {
-	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(s.Token.Username)) == 1
-	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(s.Token.Password)) == 1
+func (s *Supervisor) tokenMatches(r *http.Request, user, pass string) bool {
+	if credentialsMatch(s.Token, user, pass) {
+		return true
+	}
+	// Every join endpoint serves agents, so agent-only tokens pass here;
+	// endpoints for joining servers would check the server token alone.
+	if s.AgentToken != nil && credentialsMatch(*s.AgentToken, user, pass) {
+		return true
+	}
+	return s.JoinTokens != nil && s.JoinTokens.Valid(r.Context(), user, pass)
+}
+
+func credentialsMatch(t pki.Token, user, pass string) bool {
+	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(t.Username)) == 1
+	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(t.Password)) == 1
 	return userOK && passOK
 }
 
