@@ -1,12 +1,19 @@
 # skiff in a container, for CI clusters and k3d-style setups:
 #   docker build -t skiff .
 #   docker run -d --privileged --name skiff -p 6443:6443 \
-#     -v skiff-data:/var/lib/skiff -v "$PWD/out:/output" \
+#     --tmpfs /run --tmpfs /var/run \
+#     -v skiff-data:/var/lib/skiff -v skiff-kubelet:/var/lib/kubelet -v "$PWD/out:/output" \
 #     -e SKIFF_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml -e SKIFF_KUBECONFIG_MODE=644 \
-#     skiff server --disable-agent
-# The build needs network access to the Go module proxy; nothing else.
+#     skiff server
+# (add --disable-agent for a control plane without a node). The node needs
+# --privileged: it creates cgroups, mounts, network interfaces and firewall
+# rules. The build needs network access to the Go module proxy and Debian's
+# apt; nothing else.
 
 FROM golang:1.26-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iptables libseccomp-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -17,14 +24,22 @@ RUN scripts/build \
  && cp bin/skiff /rootfs/bin/skiff \
  && ln -s skiff /rootfs/bin/kubectl \
  && echo 'root:x:0:0:root:/root:/bin/skiff' > /rootfs/etc/passwd \
- && echo 'root:x:0:' > /rootfs/etc/group
+ && echo 'root:x:0:' > /rootfs/etc/group \
+ && for f in /usr/sbin/xtables-nft-multi $(ldd /usr/sbin/xtables-nft-multi | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do \
+      cp -L --parents "$f" /rootfs/; done \
+ && cp -r --parents "/usr/lib/$(gcc -print-multiarch)/xtables" /rootfs/ \
+ && for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do \
+      ln -s xtables-nft-multi "/rootfs/usr/sbin/$t"; done \
+ && ln -s skiff /rootfs/bin/ctr && ln -s skiff /rootfs/bin/crictl
 
-# The binary is static (CGO_ENABLED=0): the final image holds it, its
-# kubectl link, and the few directories it writes to.
+# The binary is static (CGO_ENABLED=0) and carries runc, the shim and the
+# CNI plugins: the final image holds it, its tool links, iptables (the one
+# host tool kube-proxy and flannel call) with its libraries, and the few
+# directories skiff writes to.
 FROM scratch
 COPY --from=build /rootfs/ /
-ENV PATH=/bin
-VOLUME /var/lib/skiff
+ENV PATH=/bin:/usr/sbin
+VOLUME /var/lib/skiff /var/lib/kubelet
 EXPOSE 6443
 ENTRYPOINT ["/bin/skiff"]
 CMD ["server"]
