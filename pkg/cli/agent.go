@@ -75,15 +75,9 @@ func agentConfig(c *cli.Context) (*config.Agent, error) {
 	if u, err := url.Parse(server); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("invalid --server %q; use the form https://SERVER:6443", server)
 	}
-	token := c.String(flagToken)
-	if c.IsSet(flagTokenFile) {
-		if c.IsSet(flagToken) {
-			return nil, errors.New("--token and --token-file (or SKIFF_TOKEN and SKIFF_TOKEN_FILE, or the config keys) both given; pass only one")
-		}
-		var err error
-		if token, err = readTokenFile(c.String(flagTokenFile)); err != nil {
-			return nil, err
-		}
+	token, err := joinToken(c)
+	if err != nil {
+		return nil, err
 	}
 	if token == "" {
 		return nil, errors.New("no join token: pass --token (or set SKIFF_TOKEN); print it on the server with \"skiff token\"")

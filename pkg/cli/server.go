@@ -235,17 +235,23 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 			RegistriesFile:     c.String(flagRegistries),
 		},
 	}
-	if c.IsSet(flagTokenFile) {
-		if c.IsSet(flagToken) {
-			return nil, errors.New("--token and --token-file (or SKIFF_TOKEN and SKIFF_TOKEN_FILE, or the config keys) both given; pass only one")
-		}
-		token, err := readTokenFile(c.String(flagTokenFile))
-		if err != nil {
-			return nil, err
-		}
-		cfg.Token = token
+	token, err := joinToken(c)
+	if err != nil {
+		return nil, err
 	}
+	cfg.Token = token
 	return cfg, nil
+}
+
+// joinToken returns --token, or the contents of --token-file.
+func joinToken(c *cli.Context) (string, error) {
+	if !c.IsSet(flagTokenFile) {
+		return c.String(flagToken), nil
+	}
+	if c.IsSet(flagToken) {
+		return "", errors.New("--token and --token-file (or SKIFF_TOKEN and SKIFF_TOKEN_FILE, or the config keys) both given; pass only one")
+	}
+	return readTokenFile(c.String(flagTokenFile))
 }
 
 func readTokenFile(path string) (string, error) {
