@@ -98,6 +98,16 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	}
 	logrus.Infof("helper executables in %s", binDir)
 
+	var comps []component.Component
+	var balancer *serverBalancer
+	apiURL := cfg.ServerURL
+	if cfg.LoadBalancerAddress != "" {
+		if balancer, err = newServerBalancer(cfg.LoadBalancerAddress, cfg.ServerURL); err != nil {
+			return nil, err
+		}
+		apiURL = balancer.URL()
+		comps = append(comps, balancer)
+	}
 	creds, err := join.Join(ctx, join.Options{
 		ServerURL: cfg.ServerURL,
 		Token:     cfg.Token,
@@ -106,6 +116,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		Dir:       l.cred,
 		// The password outlives re-issued credentials; keep it beside them.
 		PasswordFile: filepath.Join(l.root, "node-password"),
+		APIServerURL: apiURL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", cfg.ServerURL, err)
@@ -187,7 +198,10 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		ExtraArgs:   cfg.ExtraKubeProxyArgs,
 		Debug:       cfg.Debug,
 	}
-	return []component.Component{ctrd, images, kl, fl, proxy}, nil
+	if balancer != nil {
+		balancer.kubeconfig = creds.KubeProxyKubeconfig
+	}
+	return append(comps, ctrd, images, kl, fl, proxy), nil
 }
 
 // prepareHost makes the host settings the kubelet and the pod network rely

@@ -26,6 +26,9 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	}
 	cfg.NodeName = name
 	cfg.NodeIPs = NodeIPs(cfg.NodeIPs)
+	if cfg.LoadBalancerAddress == "" {
+		cfg.LoadBalancerAddress = config.DefaultLoadBalancerAddress
+	}
 	ready := func() { logrus.Infof("node %s joined %s and is running", cfg.NodeName, cfg.ServerURL) }
 	if err := component.Run(ctx, ready, &Agent{Config: cfg}); err != nil {
 		return err

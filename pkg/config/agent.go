@@ -45,7 +45,15 @@ type Agent struct {
 	NodeName string
 	NodeIPs  []net.IP
 	Debug    bool
+	// LoadBalancerAddress, when set (host:port on loopback), puts the
+	// client-side load balancer between the node's components and the
+	// servers; the embedded agent of a server talks to it directly.
+	LoadBalancerAddress string
 }
+
+// DefaultLoadBalancerAddress is where `skiff agent` serves the apiserver
+// to its own components.
+const DefaultLoadBalancerAddress = "127.0.0.1:6444"
 
 // ValidateNode checks the node settings a user can set.
 func (n *Node) ValidateNode() error {

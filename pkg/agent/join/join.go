@@ -56,6 +56,8 @@ type Options struct {
 	Dir       string
 	// PasswordFile keeps the node password, created at the first join.
 	PasswordFile string
+	// APIServerURL is written into the kubeconfigs; default ServerURL.
+	APIServerURL string
 }
 
 // Join obtains the node's credentials, retrying while the server is
@@ -72,6 +74,10 @@ func Join(ctx context.Context, o Options) (*Credentials, error) {
 	if j.password, err = nodePassword(o.PasswordFile); err != nil {
 		return nil, err
 	}
+	j.apiURL = o.APIServerURL
+	if j.apiURL == "" {
+		j.apiURL = j.serverURL
+	}
 	return j.join(ctx)
 }
 
@@ -83,6 +89,7 @@ type joiner struct {
 	nodeIPs   []net.IP
 	dir       string // where keys, certificates and kubeconfigs are written
 	password  string
+	apiURL    string
 	client    *http.Client
 }
 
@@ -183,14 +190,14 @@ func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.WriteKubeconfig(c.KubeletKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.ServerCA, CertFile: kubeletCert, KeyFile: kubeletKey}, 0o600); err != nil {
+	if err := pki.WriteKubeconfig(c.KubeletKubeconfig, pki.Kubeconfig{Server: j.apiURL, CACert: c.ServerCA, CertFile: kubeletCert, KeyFile: kubeletKey}, 0o600); err != nil {
 		return nil, err
 	}
 	proxyCert, proxyKey, err := j.certificate(ctx, "client-kube-proxy", "system:kube-proxy", nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.WriteKubeconfig(c.KubeProxyKubeconfig, pki.Kubeconfig{Server: j.serverURL, CACert: c.ServerCA, CertFile: proxyCert, KeyFile: proxyKey}, 0o600); err != nil {
+	if err := pki.WriteKubeconfig(c.KubeProxyKubeconfig, pki.Kubeconfig{Server: j.apiURL, CACert: c.ServerCA, CertFile: proxyCert, KeyFile: proxyKey}, 0o600); err != nil {
 		return nil, err
 	}
 	dnsNames := []string{j.nodeName}
