@@ -1335,6 +1335,9 @@ func preflightNode(t *testing.T) {
 		}
 		t.Fatalf("another skiff node is running on this host (pid %d: %s); a test node needs the host's %s, cni0 and flannel.1 to itself: stop it first (skiff-killall.sh)", p.pid, p.cmdline(), runDir)
 	}
+	// After the leftover nodes are gone: the test network and cgroup
+	// roots of multi-node tests (multinode_helpers_test.go).
+	defer removeMultiNodeLeftovers(t)
 
 	var stale []string
 	if len(scope.roots) > 0 {
