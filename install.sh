@@ -105,10 +105,21 @@ done
 
 # The command line: INSTALL_SKIFF_EXEC (split on white space) followed by the
 # script's own arguments. A leading "server" or "agent" picks the mode.
+# The kubelet root dir (--kubelet-arg root-dir=...) and the config file
+# (--config) given there are remembered for skiff-killall.sh.
 MODE=
 ARGS_SYSTEMD=
 ARGS_SH=
+KUBELET_DIR=
+CONFIG_ARG=
 _first=true
+_prev=
+# kubelet_arg VALUE: one --kubelet-arg value.
+kubelet_arg() {
+	case $1 in
+	root-dir=* | --root-dir=*) KUBELET_DIR=${1#*root-dir=} ;;
+	esac
+}
 add_arg() {
 	if [ "$_first" = true ]; then
 		_first=false
@@ -121,6 +132,15 @@ add_arg() {
 	fi
 	ARGS_SYSTEMD="$ARGS_SYSTEMD $(systemd_word "$1")"
 	ARGS_SH="$ARGS_SH $(sh_quote "$1")"
+	case $_prev in
+	--kubelet-arg | -kubelet-arg) kubelet_arg "$1" ;;
+	--config | -config | -c) CONFIG_ARG=$1 ;;
+	esac
+	case $1 in
+	--kubelet-arg=* | -kubelet-arg=*) kubelet_arg "${1#*=}" ;;
+	--config=* | -config=* | -c=*) CONFIG_ARG=${1#*=} ;;
+	esac
+	_prev=$1
 }
 set -f
 # shellcheck disable=SC2086 # word splitting of INSTALL_SKIFF_EXEC is the point
@@ -130,6 +150,19 @@ for _a in "$@"; do add_arg "$_a"; done
 
 if [ -z "$MODE" ]; then
 	if [ -n "$SKIFF_URL" ]; then MODE=agent; else MODE=server; fi
+fi
+# SKIFF_KUBELET_ARG (comma-separated) counts when no flag names a root dir.
+if [ -z "$KUBELET_DIR" ] && [ -n "${SKIFF_KUBELET_ARG:-}" ]; then
+	_ifs=$IFS
+	IFS=,
+	set -f
+	for _a in $SKIFF_KUBELET_ARG; do kubelet_arg "$_a"; done
+	set +f
+	IFS=$_ifs
+fi
+if [ -n "$KUBELET_DIR" ]; then
+	KUBELET_DIR=${KUBELET_DIR%/}
+	check_dir "--kubelet-arg root-dir" "${KUBELET_DIR:-/}"
 fi
 if [ -n "$SKIFF_URL" ]; then
 	case $SKIFF_URL in
@@ -167,6 +200,15 @@ UNIT_ENV="$SYSTEMD_DIR/$NAME.service.env"
 OPENRC_SCRIPT="$OPENRC_DIR/$NAME"
 OPENRC_ENV="$CONFIG_DIR/$NAME.env"
 CONFIG_FILE="$CONFIG_DIR/config.yaml"
+# The config file the service reads: --config, else SKIFF_CONFIG_FILE as
+# the service's environment file sets it (see env_lines), else the default.
+if [ -n "$CONFIG_ARG" ]; then
+	SERVICE_CONFIG=$CONFIG_ARG
+elif [ -n "${INSTALL_SKIFF_CONFIG:-}" ] && [ "$CONFIG_FILE" != /etc/skiff/config.yaml ]; then
+	SERVICE_CONFIG=$CONFIG_FILE
+else
+	SERVICE_CONFIG=${SKIFF_CONFIG_FILE-/etc/skiff/config.yaml}
+fi
 
 TMP_DIR=
 BIN_TMP=
@@ -422,6 +464,7 @@ BIN_DIR=$(sh_quote "$BIN_DIR")
 DATA_DIR=$(sh_quote "$DATA_DIR")
 SYSTEMD_DIR=$(sh_quote "$SYSTEMD_DIR")
 OPENRC_DIR=$(sh_quote "$OPENRC_DIR")
+KUBELET_DIR=$(sh_quote "$KUBELET_DIR")
 RUN_DIR=/run/skiff
 EOF
 }
@@ -445,15 +488,21 @@ EOF
 install_killall() {
 	{
 		settings_header
+		cat <<EOF
+SERVICE_CONFIG=$(sh_quote "$SERVICE_CONFIG")
+EOF
 		cat <<'EOF'
-# skiff-killall.sh: stop skiff and everything it started on this host.
+# skiff-killall.sh: stop skiff and everything it started on this host, the
+# way a reboot would: the skiff processes, skiff's containerd, the shims and
+# every pod's processes, the mounts of the kubelet, containerd and the pods'
+# network namespaces, the pod network's links, iptables rules and nftables
+# tables, and $RUN_DIR. The data (datastore, images, certificates) stays.
 #
-# Kills processes whose executable is $BIN_DIR/skiff, or is named skiff and
-# uses $DATA_DIR (in its command line, environment, working directory or open
-# files), or lives under $DATA_DIR, and containerd shims of skiff. With
-# SKIFF_KILLALL_ANY=true every process whose executable is named skiff is
-# killed. Then unmounts, removes network links and iptables rules and
-# removes $RUN_DIR. Safe to run when nothing is running.
+# A skiff process is one whose executable is $BIN_DIR/skiff or lies under
+# $DATA_DIR, or is named skiff and uses $DATA_DIR (in its command line,
+# environment, working directory or open files). With SKIFF_KILLALL_ANY=true
+# every process whose executable is named skiff is. Safe to run when
+# nothing is running, and again.
 EOF
 		script_prologue
 		cat <<'EOF'
@@ -473,6 +522,8 @@ for script in "$OPENRC_DIR"/skiff "$OPENRC_DIR"/skiff-*; do
 	fi
 done
 
+# --- processes ---------------------------------------------------------------
+
 # uses_data_dir PROCDIR: the process refers to $DATA_DIR.
 uses_data_dir() {
 	cmdline=" $({ tr '\0' ' ' <"$1/cmdline"; } 2>/dev/null) "
@@ -491,13 +542,17 @@ uses_data_dir() {
 	return 1
 }
 
-# skiff_pids: processes of skiff (and of programs under its data dir).
+# skiff_pids: processes of skiff (and of programs under its data dir),
+# skiff's containerd included; the shims are left to shim_pids.
 skiff_pids() {
 	for d in /proc/[0-9]*; do
 		pid=${d#/proc/}
 		[ "$pid" != "$$" ] || continue
 		exe=$(readlink "$d/exe" 2>/dev/null) || continue
 		exe=${exe% (deleted)}
+		case ${exe##*/} in
+		containerd-shim*) continue ;;
+		esac
 		case $exe in
 		"$BIN_DIR/skiff" | "$DATA_DIR"/*)
 			echo "$pid"
@@ -511,7 +566,8 @@ skiff_pids() {
 	done
 }
 
-# shim_pids: containerd shims started from skiff's data or run dir.
+# shim_pids: containerd shims started from skiff's data dir or serving its
+# containerd (-address $RUN_DIR/...).
 shim_pids() {
 	for d in /proc/[0-9]*; do
 		exe=$(readlink "$d/exe" 2>/dev/null) || continue
@@ -526,23 +582,119 @@ shim_pids() {
 	done
 }
 
-# regex_quote STRING: STRING as an extended regular expression.
-regex_quote() {
-	printf '%s' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'
+# KUBEPODS: a /proc/<pid>/cgroup line of a pod's process (cgroup v1 or v2,
+# cgroupfs or systemd driver).
+KUBEPODS='^[0-9]+:[^:]*:/(.*/)?kubepods'
+
+# kubepods_pids: processes in the pods' cgroups.
+kubepods_pids() {
+	grep -l -E "$KUBEPODS" /proc/[0-9]*/cgroup 2>/dev/null | sed -n 's|^/proc/\([0-9]*\)/cgroup$|\1|p'
 }
 
-pids=$(shim_pids)
-if [ -n "$pids" ]; then
-	info "Killing containerd shims: $(printf '%s' "$pids" | tr '\n' ' ')"
-	# shellcheck disable=SC2086
-	kill -KILL $pids 2>/dev/null || true
-fi
-if command -v pkill >/dev/null 2>&1; then
-	pkill -KILL -f "^$(regex_quote "$DATA_DIR")/[^ ]*containerd-shim" 2>/dev/null || true
-	pkill -KILL -f "containerd-shim[^ ]* .*-address $(regex_quote "$RUN_DIR")/" 2>/dev/null || true
-fi
+# proc_table: "PID PPID STATE" of every process.
+proc_table() {
+	for stat in /proc/[0-9]*/stat; do
+		{ IFS= read -r line <"$stat"; } 2>/dev/null || continue
+		pid=${stat#/proc/}
+		# The fields after "(comm) ": state, ppid, ...
+		# shellcheck disable=SC2086
+		set -- ${line##*") "}
+		[ $# -ge 2 ] || continue
+		echo "${pid%/stat} $2 $1"
+	done
+}
+
+# with_descendants PID...: the live (not zombie) processes among PIDs and
+# their descendants, never this script or PID 1.
+with_descendants() {
+	[ $# -gt 0 ] || return 0
+	proc_table | awk -v roots="$*" -v self="$$" '
+		BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) want[r[i]] = 1 }
+		{ parent[$1] = $2; state[$1] = $3 }
+		END {
+			do {
+				changed = 0
+				for (p in parent)
+					if (!(p in want) && (parent[p] in want)) { want[p] = 1; changed = 1 }
+			} while (changed)
+			for (p in want)
+				if ((p in state) && state[p] != "Z" && p != self && p != 1) print p
+		}'
+}
+
+# args_dirs: reads one argument a line and prints "kubelet DIR" for a
+# --kubelet-arg root-dir=DIR and "config FILE" for a --config FILE.
+args_dirs() {
+	awk '
+		function karg(v) { sub(/^--?/, "", v); if (v ~ /^root-dir=/) print "kubelet " substr(v, 10) }
+		prev == "--kubelet-arg" || prev == "-kubelet-arg" { karg($0) }
+		prev == "--config" || prev == "-config" || prev == "-c" { print "config " $0 }
+		/^--?kubelet-arg=/ { karg(substr($0, index($0, "=") + 1)) }
+		/^(--?config|-c)=/ { print "config " substr($0, index($0, "=") + 1) }
+		{ prev = $0 }'
+}
+
+# config_root_dirs FILE: the kubelet root-dir values a skiff config file
+# sets (kubelet-arg: [root-dir=DIR] or a "- root-dir=DIR" list item).
+config_root_dirs() {
+	[ -f "$1" ] || return 0
+	sed -n -e '/^[[:space:]]*#/d' -e "s/.*root-dir=\\([^]\"',[:space:]#]*\\).*/\\1/p" "$1" 2>/dev/null
+}
+
+# The kubelet's root dirs: the one given at install time, the ones the
+# service's config file and the running skiff processes name, or else the
+# kubelet's default. One a line.
+KUBELET_DIRS=
+add_kubelet_dir() {
+	case $1 in
+	/*[!/]*) ;;
+	*) return 0 ;; # relative, empty or /
+	esac
+	set -- "${1%/}"
+	case "
+$KUBELET_DIRS" in
+	*"
+$1
+"*) return 0 ;;
+	esac
+	KUBELET_DIRS="$KUBELET_DIRS$1
+"
+}
+add_kubelet_dir "$KUBELET_DIR"
+for dir in $(config_root_dirs "$SERVICE_CONFIG"); do add_kubelet_dir "$dir"; done
 
 pids=$(skiff_pids)
+for pid in $pids; do
+	found=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | args_dirs)
+	env=$({ tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null)
+	file=$(printf '%s\n' "$env" | sed -n 's/^SKIFF_CONFIG_FILE=//p')
+	[ -z "$file" ] || found="$found
+config $file"
+	for arg in $(printf '%s\n' "$env" | sed -n 's/^SKIFF_KUBELET_ARG=//p' | tr ',' '\n'); do
+		case $arg in
+		root-dir=* | --root-dir=*) found="$found
+kubelet ${arg#*root-dir=}" ;;
+		esac
+	done
+	while read -r kind value; do
+		case $kind in
+		kubelet) add_kubelet_dir "$value" ;;
+		config)
+			case $value in
+			/*) ;;
+			*) value=$(readlink "/proc/$pid/cwd" 2>/dev/null)/$value ;;
+			esac
+			for dir in $(config_root_dirs "$value"); do add_kubelet_dir "$dir"; done
+			;;
+		esac
+	done <<LIST
+$found
+LIST
+done
+[ -n "$KUBELET_DIRS" ] || KUBELET_DIRS="/var/lib/kubelet
+"
+
+# skiff first, so that no kubelet restarts the containers killed next.
 if [ -n "$pids" ]; then
 	info "Stopping skiff processes: $(printf '%s' "$pids" | tr '\n' ' ')"
 	# shellcheck disable=SC2086
@@ -560,18 +712,98 @@ if [ -n "$pids" ]; then
 	fi
 fi
 
-# unmount_under DIR: unmount DIR and everything below it, deepest first.
-unmount_under() {
-	[ -r /proc/self/mounts ] || return 0
-	awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
-		sort -r -u | while IFS= read -r m; do
-		m=$(printf '%b' "$m") # /proc/self/mounts escapes spaces as \040
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-	done
+# Then the shims, the containers under them, and every process left in the
+# pods' cgroups (a container whose shim died lives on under PID 1). When
+# this script itself runs in a pod's cgroup (skiff inside a pod of another
+# cluster), the cgroups are not a guide: only the shims' trees go.
+by_cgroup=true
+if grep -q -E "$KUBEPODS" "/proc/$$/cgroup" 2>/dev/null; then
+	by_cgroup=false
+	info "This script runs in a kubepods cgroup: killing only the shims' process trees"
+fi
+round=0
+while [ "$round" -lt 20 ]; do
+	roots=$(shim_pids)
+	if [ "$by_cgroup" = true ]; then
+		roots="$roots $(kubepods_pids)"
+	fi
+	# shellcheck disable=SC2086
+	pids=$(with_descendants $roots)
+	[ -n "$pids" ] || break
+	if [ "$round" -eq 0 ]; then
+		info "Killing containerd shims and pod processes: $(printf '%s' "$pids" | sort -n | tr '\n' ' ')"
+	fi
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null || true
+	round=$((round + 1))
+	sleep 1
+done
+if [ -n "$pids" ]; then
+	info "Processes still alive after $round rounds of SIGKILL: $(printf '%s' "$pids" | tr '\n' ' ')"
+fi
+
+# --- mounts --------------------------------------------------------------------
+
+# mount_escape PATH: PATH as /proc/self/mounts writes it.
+mount_escape() {
+	printf '%s' "$1" | sed -e 's/\\/\\134/g' -e 's/ /\\040/g' -e 's/	/\\011/g'
 }
-unmount_under "$RUN_DIR"
-unmount_under /var/lib/kubelet/pods
-unmount_under "$DATA_DIR"
+
+# mounts_with_prefix PREFIX: mount points that start with PREFIX, deepest
+# first, escaped as in /proc/self/mounts.
+mounts_with_prefix() {
+	awk -v p="$(mount_escape "$1")" 'index($2, p) == 1 { print $2 }' /proc/self/mounts 2>/dev/null | sort -r -u
+}
+
+# unmount_prefix PREFIX: unmounts every mount point that starts with
+# PREFIX, deepest first (lazily when a plain unmount fails); stacked mounts
+# take one pass each.
+unmount_prefix() {
+	[ -r /proc/self/mounts ] || return 0
+	n=0
+	pass=0
+	while [ "$pass" -lt 10 ]; do
+		list=$(mounts_with_prefix "$1")
+		[ -n "$list" ] || break
+		while IFS= read -r m; do
+			# \040 (space) and the like: octal escapes for printf %b.
+			m=$(printf '%b' "$(printf '%s' "$m" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')")
+			if umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; then
+				n=$((n + 1))
+			fi
+		done <<LIST
+$list
+LIST
+		pass=$((pass + 1))
+	done
+	[ "$n" -eq 0 ] || info "Unmounted $n mounts under ${1%/}"
+	if [ -n "$(mounts_with_prefix "$1")" ]; then
+		info "Some mounts under ${1%/} could not be unmounted"
+		return 1
+	fi
+	return 0
+}
+
+# Below (never at) each dir: the dir itself may be the host's own mount.
+while IFS= read -r dir; do
+	[ -z "$dir" ] || unmount_prefix "$dir/" || true
+done <<LIST
+$KUBELET_DIRS
+LIST
+run_dir_clean=true
+unmount_prefix "$RUN_DIR/" || run_dir_clean=false
+unmount_prefix "$DATA_DIR/" || true
+
+# The pods' network namespaces.
+unmount_prefix /run/netns/cni- || true
+for ns in /run/netns/cni-*; do
+	[ -e "$ns" ] || continue
+	if [ -z "$(mounts_with_prefix "$ns")" ]; then
+		rm -f "$ns"
+	fi
+done
+
+# --- network -------------------------------------------------------------------
 
 # Network links made by flannel, the bridge CNI plugin and kube-proxy.
 if command -v ip >/dev/null 2>&1; then
@@ -588,7 +820,8 @@ if command -v ip >/dev/null 2>&1; then
 	done
 fi
 
-# iptables rules of kube-proxy, flannel, the CNI plugins and skiff.
+# iptables rules and chains of kube-proxy, flannel, the CNI plugins and
+# skiff.
 for ipt in iptables ip6tables; do
 	command -v "$ipt-save" >/dev/null 2>&1 || continue
 	command -v "$ipt-restore" >/dev/null 2>&1 || continue
@@ -599,7 +832,34 @@ for ipt in iptables ip6tables; do
 	fi
 done
 
-rm -rf "$RUN_DIR"
+# nftables tables of kube-proxy (nftables mode) and flannel.
+if command -v nft >/dev/null 2>&1; then
+	nft list tables 2>/dev/null |
+		awk '$1 == "table" && NF == 3 && tolower($3) ~ /^(kube-proxy|flannel)|skiff/ { print $2, $3 }' |
+		while read -r family table; do
+			if nft delete table "$family" "$table" 2>/dev/null; then
+				info "Deleted nftables table $family $table"
+			fi
+		done
+fi
+
+# --- state ---------------------------------------------------------------------
+
+# The pods' IP reservations (host-local IPAM) and the CNI result cache of
+# skiff's containers: their network namespaces are gone.
+if [ -d "$RUN_DIR/containerd" ] && [ -d /var/lib/cni/results ]; then
+	for dir in "$RUN_DIR"/containerd/io.containerd.runtime.v2.task/k8s.io/* "$RUN_DIR"/containerd/io.containerd.grpc.v1.cri/sandboxes/*; do
+		[ -d "$dir" ] || continue
+		rm -f /var/lib/cni/results/*-"${dir##*/}"-*
+	done
+fi
+rm -rf "$DATA_DIR/agent/cni/networks"
+
+if [ "$run_dir_clean" = true ]; then
+	rm -rf "$RUN_DIR"
+else
+	info "Not removing $RUN_DIR: mounts remain under it"
+fi
 exit 0
 EOF
 	} | write_file "$KILLALL" 0755
@@ -664,7 +924,7 @@ for cmd in kubectl crictl ctr; do
 	fi
 done
 rm -f "$BIN_DIR/skiff" "$BIN_DIR/skiff-killall.sh"
-rm -rf "$CONFIG_DIR" "$DATA_DIR" /var/lib/kubelet "$RUN_DIR"
+rm -rf "$CONFIG_DIR" "$DATA_DIR" "${KUBELET_DIR:-/var/lib/kubelet}" "$RUN_DIR"
 info "Removed skiff from $BIN_DIR, $CONFIG_DIR and $DATA_DIR"
 rm -f "$BIN_DIR/$NAME-uninstall.sh"
 exit 0

@@ -8,14 +8,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -539,38 +542,222 @@ func shellcheck(t *testing.T, paths ...string) {
 	}
 }
 
-// procExe returns the executable of every process, by pid.
-func procExe() map[int]string {
-	m := map[int]string{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+// killallPodManifest is a pod on the test image with a memory-backed
+// emptyDir (a tmpfs mount under the kubelet's root dir, besides the
+// service account token's).
+const killallPodManifest = `apiVersion: v1
+kind: Pod
+metadata:
+  name: killall-web
+  labels:
+    app: killall-web
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: ` + webImageV1 + `
+    imagePullPolicy: Never
+    volumeMounts:
+    - name: scratch
+      mountPath: /scratch
+  volumes:
+  - name: scratch
+    emptyDir:
+      medium: Memory
+`
+
+// podProcs lists the live processes in the cgroups of the pod with uid.
+func podProcs(uid string) []procInfo {
+	scope := nodeScope{podUIDs: map[string]bool{uid: true}}
+	var out []procInfo
+	for _, p := range listProcs() {
+		if p.state != 'Z' && inCgroup(p, scope.ownsPodCgroup) {
+			out = append(out, p)
 		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil {
-			continue
-		}
-		m[pid] = strings.TrimSuffix(exe, " (deleted)")
 	}
-	return m
+	return out
 }
 
-func procCmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.ReplaceAll(string(b), "\x00", " ")
+// inCgroup: a component of one of p's cgroup paths satisfies match.
+func inCgroup(p procInfo, match func(string) bool) bool {
+	for _, line := range strings.Split(p.cgroup, "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) < 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[2], "/") {
+			if match(c) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
-// TestKillallStopsServer runs the generated skiff-killall.sh against a real
-// server. The server runs from skiffBin, not from the installed copy: the
-// killall script also kills processes whose executable is named skiff when
-// they use the installed data dir (here the server's --data-dir).
-func TestKillallStopsServer(t *testing.T) {
-	s := newServer(t)
+// mountsUnder lists the mount points at or below any of dirs.
+func mountsUnder(dirs ...string) []string {
+	var out []string
+	for _, m := range mountPoints() {
+		for _, d := range dirs {
+			if under(m, d) {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// cniNetns lists the pods' network namespaces (/run/netns/cni-*), as files
+// and as mounts.
+func cniNetns() []string {
+	var out []string
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "cni-") {
+			out = append(out, filepath.Join("/run/netns", e.Name()))
+		}
+	}
+	for _, m := range mountPoints() {
+		if strings.HasPrefix(m, "/run/netns/cni-") && !contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// nodeRuleLines returns the iptables and ip6tables lines of kube-proxy,
+// flannel and the CNI plugins, and the nftables tables of kube-proxy and
+// flannel; tools that are not installed are skipped (and logged).
+func nodeRuleLines(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	rule := regexp.MustCompile(`KUBE-|CNI-|(?i:flannel)`)
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		if _, err := exec.LookPath(save); err != nil {
+			t.Logf("%s not installed; its rules not checked", save)
+			continue
+		}
+		b, err := exec.Command(save).CombinedOutput()
+		if err != nil {
+			t.Logf("%s failed (%v); its rules not checked: %s", save, err, b)
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if rule.MatchString(l) {
+				out = append(out, save+": "+l)
+			}
+		}
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		b, _ := exec.Command("nft", "list", "tables").Output()
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 3 && (strings.HasPrefix(f[2], "kube-proxy") || strings.HasPrefix(strings.ToLower(f[2]), "flannel")) {
+				out = append(out, "nft: "+l)
+			}
+		}
+	}
+	return out
+}
+
+// hostHasLink: the host's network namespace has a link named name.
+func hostHasLink(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+// outputLine returns the words after prefix on the output line that starts
+// with it.
+func outputLine(out, prefix string) []string {
+	for _, l := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(l, prefix); ok {
+			return strings.Fields(rest)
+		}
+	}
+	return nil
+}
+
+func pidsOf(procs []procInfo) []string {
+	var out []string
+	for _, p := range procs {
+		out = append(out, fmt.Sprintf("%d(%s)", p.pid, filepath.Base(p.exe)))
+	}
+	return out
+}
+
+// TestKillallStopsNode runs the generated skiff-killall.sh against a real
+// node (a server with its agent) that runs a pod, and checks that it leaves
+// the host as a reboot would: no skiff, containerd, shim or pod process, no
+// mount under the kubelet's root dir, the data dir or /run/skiff, no pod
+// network namespace, no cni0 or flannel.1, no kube-proxy, flannel or CNI
+// rules, no /run/skiff; the data stays and the node starts again.
+//
+// The server runs from skiffBin, not from the installed copy: the killall
+// script also kills processes whose executable is named skiff when they use
+// the installed data dir (INSTALL_SKIFF_DATA_DIR, here the server's
+// --data-dir). The kubelet's root dir is not given to the installer: the
+// script reads it from the running server's --kubelet-arg.
+func TestKillallStopsNode(t *testing.T) {
+	s := newNode(t)
 	s.start()
 	s.waitReady()
+	s.waitNodeReady(3 * time.Minute)
 	pid := s.cmd.Process.Pid
+
+	s.apply(killallPodManifest)
+	pod := s.waitPod("default", "killall-web", 2*time.Minute, podInfo.running)
+	uid := pod.Metadata.UID
+
+	// What a running node has, so the checks below check something.
+	podPIDs := podProcs(uid)
+	if len(podPIDs) == 0 {
+		t.Fatalf("no process in the cgroups of pod %s", uid)
+	}
+	var shims, children []procInfo
+	procs := listProcs()
+	for _, p := range procs {
+		if p.isShim() && p.state != 'Z' {
+			shims = append(shims, p)
+		}
+	}
+	for _, p := range procs {
+		for _, sh := range shims {
+			if p.ppid == sh.pid && p.state != 'Z' {
+				children = append(children, p)
+			}
+		}
+	}
+	if len(shims) == 0 || len(children) == 0 {
+		t.Fatalf("%d containerd shims with %d children before killall, want some", len(shims), len(children))
+	}
+	var containerd []procInfo
+	for _, p := range procs {
+		if len(p.argv) > 1 && filepath.Base(p.exe) == "skiff" && p.argv[1] == "containerd" && p.ppid == pid {
+			containerd = append(containerd, p)
+		}
+	}
+	if len(containerd) != 1 {
+		t.Errorf("%d containerd children of the server, want 1", len(containerd))
+	}
+	t.Logf("before killall: server %d, containerd %v, shims %v, their children %v, pod processes %v",
+		pid, pidsOf(containerd), pidsOf(shims), pidsOf(children), pidsOf(podPIDs))
+	kubeletMounts := mountsUnder(s.kubeletDir())
+	if len(kubeletMounts) == 0 || len(mountsUnder(runDir)) == 0 || len(cniNetns()) == 0 {
+		t.Fatalf("before killall: %d mounts under %s, %d under %s, %d cni network namespaces; want some of each",
+			len(kubeletMounts), s.kubeletDir(), len(mountsUnder(runDir)), runDir, len(cniNetns()))
+	}
+	for _, link := range []string{"cni0", "flannel.1"} {
+		if !hostHasLink(link) {
+			t.Fatalf("no %s before killall", link)
+		}
+	}
+	if len(nodeRuleLines(t)) == 0 {
+		t.Fatal("no kube-proxy, flannel or CNI rules before killall")
+	}
+	ipam := filepath.Join(s.dataDir, "agent/cni/networks")
+	if _, err := os.Stat(ipam); err != nil {
+		t.Fatalf("no IPAM state before killall: %v", err)
+	}
 
 	r := newInstallRoot(t)
 	r.data = s.dataDir
@@ -579,12 +766,23 @@ func TestKillallStopsServer(t *testing.T) {
 	shellcheck(t, killall)
 
 	code, out := runScript(t, r.env(), killall)
+	t.Logf("skiff-killall.sh:\n%s", out)
 	if code != 0 {
 		t.Fatalf("killall exited with %d:\n%s", code, out)
 	}
 	checkMessageFormat(t, out)
-	if !strings.Contains(out, strconv.Itoa(pid)) {
-		t.Errorf("killall output does not name the server's pid %d:\n%s", pid, out)
+	// skiff first (its kubelet would restart the containers), then the
+	// shims with the containers under them.
+	stopping, killing := outputLine(out, "[INFO] Stopping skiff processes: "), outputLine(out, "[INFO] Killing containerd shims and pod processes: ")
+	for _, p := range append([]procInfo{{pid: pid}}, containerd...) {
+		if !contains(stopping, strconv.Itoa(p.pid)) {
+			t.Errorf("killall did not stop skiff process %d first:\n%s", p.pid, out)
+		}
+	}
+	for _, p := range append(append([]procInfo{}, shims...), children...) {
+		if !contains(killing, strconv.Itoa(p.pid)) {
+			t.Errorf("killall did not kill shim or container process %d (%s) after skiff:\n%s", p.pid, p.cmdline(), out)
+		}
 	}
 	select {
 	case <-s.exited:
@@ -593,36 +791,55 @@ func TestKillallStopsServer(t *testing.T) {
 	}
 	s.cmd = nil
 
-	for p, exe := range procExe() {
-		if filepath.Base(exe) == "skiff" && strings.Contains(procCmdline(p), s.dataDir) {
-			t.Errorf("process %d (%s %s) survived killall", p, exe, procCmdline(p))
+	// Processes: killed ones may linger as zombies (PID 1 here does not
+	// reap), which hold nothing.
+	procs = listProcs()
+	alive := func(pid int) bool { p, ok := procs[pid]; return ok && p.state != 'Z' }
+	for _, p := range procs {
+		if p.state == 'Z' {
+			continue
+		}
+		switch {
+		case filepath.Base(p.exe) == "skiff" && strings.Contains(p.cmdline(), s.dataDir):
+			t.Errorf("skiff process %d (%s) survived killall", p.pid, p.cmdline())
+		case p.isShim() || under(p.exe, s.dataDir):
+			t.Errorf("containerd shim %d (%s) survived killall", p.pid, p.cmdline())
+		case inCgroup(p, func(c string) bool { return strings.HasPrefix(c, "kubepods") }):
+			t.Errorf("process %d (%s) in a kubepods cgroup survived killall:\n%s", p.pid, p.cmdline(), p.cgroup)
 		}
 	}
-	if _, err := exec.LookPath("ip"); err == nil {
-		for _, link := range []string{"cni0", "flannel.1"} {
-			if err := exec.Command("ip", "link", "show", link).Run(); err == nil {
-				t.Errorf("network link %s exists after killall", link)
+	for _, group := range [][]procInfo{containerd, shims, children, podPIDs} {
+		for _, p := range group {
+			if alive(p.pid) {
+				t.Errorf("process %d (%s) survived killall", p.pid, p.cmdline())
 			}
 		}
-	} else {
-		t.Log("ip not installed; network links not checked")
 	}
-	if _, err := exec.LookPath("iptables-save"); err == nil {
-		save, err := exec.Command("iptables-save").CombinedOutput()
-		if err != nil {
-			t.Logf("iptables-save failed (%v); rules not checked: %s", err, save)
-		} else {
-			for _, l := range strings.Split(string(save), "\n") {
-				if strings.Contains(l, "KUBE-") || strings.Contains(l, "CNI-") || strings.Contains(strings.ToUpper(l), "FLANNEL") {
-					t.Errorf("iptables rule left after killall: %s", l)
-				}
-			}
+
+	// Mounts, network namespaces, links, rules, run dir, IPAM state.
+	if left := mountsUnder(s.kubeletDir(), s.dataDir, runDir); len(left) > 0 {
+		t.Errorf("mounts left after killall: %v", left)
+	}
+	if left := cniNetns(); len(left) > 0 {
+		t.Errorf("cni network namespaces left after killall: %v", left)
+	}
+	for _, link := range []string{"cni0", "flannel.1"} {
+		if hostHasLink(link) {
+			t.Errorf("network link %s exists after killall", link)
 		}
-	} else {
-		t.Log("iptables-save not installed; iptables rules not checked")
 	}
-	if _, err := os.Stat("/run/skiff"); !os.IsNotExist(err) {
-		t.Errorf("/run/skiff exists after killall (%v)", err)
+	for _, l := range nodeRuleLines(t) {
+		t.Errorf("rule left after killall: %s", l)
+	}
+	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
+		t.Errorf("%s exists after killall (%v)", runDir, err)
+	}
+	if _, err := os.Stat(ipam); !os.IsNotExist(err) {
+		t.Errorf("%s exists after killall (%v)", ipam, err)
+	}
+	// The data stays.
+	if fi, err := os.Stat(filepath.Join(s.dataDir, "server")); err != nil || !fi.IsDir() {
+		t.Errorf("the server's data is gone after killall (%v)", err)
 	}
 
 	// Nothing running: killall is a no-op that still succeeds.
@@ -630,12 +847,26 @@ func TestKillallStopsServer(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("second killall exited with %d:\n%s", code, out)
 	}
+	if strings.Contains(out, "Killing") || strings.Contains(out, "Stopping") || strings.Contains(out, "Unmounted") {
+		t.Errorf("second killall found something to do:\n%s", out)
+	}
+
+	// The node starts again where it stopped, and runs its pod again.
+	s.start()
+	s.waitReady()
+	s.waitNodeReady(3 * time.Minute)
+	again := s.waitPod("default", "killall-web", 3*time.Minute, podInfo.running)
+	if again.Metadata.UID != uid {
+		t.Errorf("pod killall-web has uid %s after the restart, was %s", again.Metadata.UID, uid)
+	}
 }
 
 // TestKillallIptablesRules feeds killall a fake iptables-save and checks what
 // it restores: the skiff, kube-proxy, flannel and CNI rules are gone, the
 // host's own rules stay.
 func TestKillallIptablesRules(t *testing.T) {
+	// The script still acts on the host (processes, links, /run/skiff).
+	preflightNode(t)
 	r := newInstallRoot(t)
 	r.install(t, []string{"INSTALL_SKIFF_INIT=none"})
 	rules := strings.Join([]string{
@@ -670,4 +901,93 @@ func TestKillallIptablesRules(t *testing.T) {
 	if !bytes.Contains([]byte(out), []byte("[INFO] Removed skiff iptables rules")) {
 		t.Errorf("killall output:\n%s", out)
 	}
+}
+
+// TestKillallKubeletDir checks where skiff-killall.sh finds the kubelet's
+// root dir with no node running: the install's --kubelet-arg (either
+// form), SKIFF_KUBELET_ARG, the config file and a --config flag. It
+// unmounts every mount below that dir, stacked ones too, but never the dir
+// itself (it may be the host's own disk) nor another dir's mounts.
+func TestKillallKubeletDir(t *testing.T) {
+	preflightNode(t)
+	cases := []struct {
+		name string
+		env  func(r *installRoot, dir string) []string
+		args func(r *installRoot, dir string) []string
+	}{
+		{name: "flag", args: func(_ *installRoot, dir string) []string {
+			return []string{"--kubelet-arg", "root-dir=" + dir}
+		}},
+		{name: "exec", env: func(_ *installRoot, dir string) []string {
+			return []string{"INSTALL_SKIFF_EXEC=server --kubelet-arg=--root-dir=" + dir + "/"}
+		}},
+		{name: "environment", env: func(_ *installRoot, dir string) []string {
+			return []string{"SKIFF_KUBELET_ARG=max-pods=20,root-dir=" + dir}
+		}},
+		{name: "config", env: func(_ *installRoot, dir string) []string {
+			return []string{"INSTALL_SKIFF_CONFIG=kubelet-arg:\n  - max-pods=20\n  - \"root-dir=" + dir + "\"\n"}
+		}},
+		{name: "config-flag", args: func(r *installRoot, dir string) []string {
+			cfg := filepath.Join(r.root, "my-config.yaml")
+			if err := os.WriteFile(cfg, []byte("kubelet-arg: [root-dir="+dir+"]\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--config", cfg}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newInstallRoot(t)
+			dir := filepath.Join(r.root, "kubelet")
+			other := filepath.Join(r.root, "other-kubelet")
+			t.Cleanup(func() {
+				if left := unmountUnder([]string{r.root}); len(left) > 0 {
+					t.Errorf("cleanup: still mounted: %v", left)
+				}
+			})
+			volume := filepath.Join(dir, "pods/p1/volumes/kubernetes.io~empty-dir/v")
+			for _, m := range []string{dir, volume, volume, filepath.Join(other, "pods/p2")} {
+				if err := os.MkdirAll(m, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := syscall.Mount("tmpfs", m, "tmpfs", 0, "size=1m"); err != nil {
+					t.Skipf("cannot mount a tmpfs (%v): not root?", err)
+				}
+			}
+			var env, args []string
+			if tc.env != nil {
+				env = tc.env(r, dir)
+			}
+			if tc.args != nil {
+				args = tc.args(r, dir)
+			}
+			r.install(t, append(env, "INSTALL_SKIFF_INIT=none"), args...)
+			code, out := runScript(t, r.env(), filepath.Join(r.bin, "skiff-killall.sh"))
+			if code != 0 {
+				t.Fatalf("killall exited with %d:\n%s", code, out)
+			}
+			checkMessageFormat(t, out)
+			if !strings.Contains(out, "[INFO] Unmounted 2 mounts under "+dir+"\n") {
+				t.Errorf("killall output does not report 2 unmounts under %s:\n%s", dir, out)
+			}
+			mounts := mountPoints()
+			if !contains(mounts, dir) {
+				t.Errorf("killall unmounted the kubelet dir %s itself", dir)
+			}
+			if left := mountsUnder(filepath.Join(dir, "pods")); len(left) > 0 {
+				t.Errorf("mounts left under %s: %v", dir, left)
+			}
+			if !contains(mounts, filepath.Join(other, "pods/p2")) {
+				t.Errorf("killall unmounted %s, which is not the kubelet's", filepath.Join(other, "pods/p2"))
+			}
+		})
+	}
+
+	t.Run("relative", func(t *testing.T) {
+		r := newInstallRoot(t)
+		code, out := runScript(t, r.env("INSTALL_SKIFF_INIT=none"), installScript(t), "--kubelet-arg=root-dir=kubelet")
+		if code == 0 || !strings.Contains(out, "[ERROR] --kubelet-arg root-dir must be an absolute path") {
+			t.Errorf("install with a relative kubelet root dir: exit %d:\n%s", code, out)
+		}
+	})
 }
