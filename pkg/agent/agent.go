@@ -129,7 +129,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	if backend == "" {
 		backend = config.DefaultFlannelBackend
 	}
-	if err := prepareHost(backend); err != nil {
+	if err := prepareHost(backend, argValue(cfg.ExtraKubeProxyArgs, "proxy-mode")); err != nil {
 		return nil, err
 	}
 
@@ -206,7 +206,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 
 // prepareHost makes the host settings the kubelet and the pod network rely
 // on, and checks the host tools kube-proxy and flannel call.
-func prepareHost(backend string) error {
+func prepareHost(backend, proxyMode string) error {
 	// Volumes with Bidirectional propagation need a shared root mount; many
 	// container images and minimal systems leave / private.
 	if err := unix.Mount("", "/", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
@@ -215,6 +215,11 @@ func prepareHost(backend string) error {
 	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found in PATH: kube-proxy and the pod network need it; install the iptables package (apt-get install iptables)", tool)
+		}
+	}
+	if proxyMode == "nftables" {
+		if _, err := exec.LookPath("nft"); err != nil {
+			return fmt.Errorf("nft not found in PATH: kube-proxy's nftables mode needs it; install the nftables package (apt-get install nftables) or drop --kube-proxy-arg proxy-mode=nftables")
 		}
 	}
 	if backend == "none" {

@@ -27,6 +27,9 @@ func ensureToken(path, given string, certs *pki.ServerPKI) (pki.Token, error) {
 		if err != nil {
 			return pki.Token{}, fmt.Errorf("invalid --token: %w", err)
 		}
+		if tok.Username == agentTokenUser {
+			return pki.Token{}, errors.New("the --token is an agent-only token: it joins agents, not servers; pass the cluster token (skiff token on the server)")
+		}
 		if !tok.VerifyCA(bundle) {
 			return pki.Token{}, fmt.Errorf("the --token was issued for another cluster: its CA hash does not match %s; pass the bare secret or this cluster's token", certs.ServerCACert)
 		}

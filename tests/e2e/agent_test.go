@@ -612,3 +612,25 @@ func TestAgentRefusesMalformedRegistries(t *testing.T) {
 		t.Fatalf("the server log does not name the registries file and the bad key:\n%s", tail(log, 20))
 	}
 }
+
+// TestAgentNftablesProxy runs kube-proxy in nftables mode, chosen with
+// --kube-proxy-arg, and checks that a Service answers through it.
+func TestAgentNftablesProxy(t *testing.T) {
+	s := newNode(t, "--kube-proxy-arg=proxy-mode=nftables")
+	s.start()
+	s.waitReady()
+	s.waitNodeReady(3 * time.Minute)
+	s.waitNodeImage(webImageV1, 2*time.Minute)
+	s.kubectl("create", "deployment", "web", "--image="+webImageV1, "--port=8080")
+	s.waitPodsRunning("app=web", 1)
+	s.kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080")
+	clusterIP := strings.TrimSpace(s.kubectl("get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+	eventually(t, time.Minute, func() error {
+		_, _, err := hostGet(webURL(clusterIP, 80, "/nft"))
+		return err
+	})
+	out, err := exec.Command("nft", "list", "table", "ip", "kube-proxy").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), clusterIP) {
+		t.Fatalf("kube-proxy's nftables table does not hold the service %s: %v\n%s", clusterIP, err, tail(string(out), 20))
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,13 @@ func TestJoinTokens(t *testing.T) {
 	assertMode(t, filepath.Join(s.dataDir, "server", "agent-token"), 0o600)
 	httpsGet(t, s, caPEM, "/v1-skiff/config", "node:agent-secret-123", 200)
 	httpsGet(t, s, caPEM, "/v1-skiff/config", "node:agent-secret-124", 401)
+
+	// The agent-only token cannot start a server of this cluster.
+	code, out = runSkiff(t, time.Minute, "server", "--config", "", "--data-dir", s.dataDir,
+		"--https-listen-port", fmt.Sprint(freePort(t)), "--token", caPart+"::node:agent-secret-123")
+	if code != 1 || !strings.Contains(out, "agent-only token") {
+		t.Fatalf("server started with the agent token: exit %d: %s", code, tail(out, 5))
+	}
 
 	// Without a server, token management says what is wrong.
 	if code, out := runSkiff(t, time.Minute, "token", "list", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(out, "run this on the server") {
