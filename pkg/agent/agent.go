@@ -6,9 +6,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -112,7 +114,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		ServerURL: cfg.ServerURL,
 		Token:     cfg.Token,
 		NodeName:  cfg.NodeName,
-		NodeIPs:   cfg.NodeIPs,
+		NodeIPs:   append(slices.Clone(cfg.NodeIPs), externalIPs(cfg.NodeExternalIP)...),
 		Dir:       l.cred,
 		// The password outlives re-issued credentials; keep it beside them.
 		PasswordFile: filepath.Join(l.root, "node-password"),
@@ -185,6 +187,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		Backend:     backend,
 		Iface:       cfg.FlannelIface,
 		NodeIP:      cfg.NodeIPs[0],
+		PublicIP:    net.ParseIP(cfg.NodeExternalIP),
 		ClusterCIDR: creds.Cluster.ClusterCIDR,
 		ConfDir:     filepath.Join(l.etc, "flannel"),
 		RunDir:      filepath.Join(RunDir, "flannel"),
@@ -256,4 +259,13 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// externalIPs is the --node-external-ip address as a list, for the kubelet's
+// serving certificate.
+func externalIPs(s string) []net.IP {
+	if ip := net.ParseIP(s); ip != nil {
+		return []net.IP{ip}
+	}
+	return nil
 }

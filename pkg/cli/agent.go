@@ -20,7 +20,7 @@ const flagServer = "server"
 var agentFlagNames = []string{
 	flagConfig, flagDataDir, flagDebug,
 	flagToken, flagTokenFile,
-	flagNodeIP, flagNodeName, flagNodeLabel, flagNodeTaint,
+	flagNodeIP, flagNodeName, flagNodeExternalIP, flagNodeLabel, flagNodeTaint,
 	flagFlannelIface, flagSnapshotter, flagRegistries,
 	flagKubeletArg, flagKubeProxyArg,
 }
@@ -93,6 +93,7 @@ func agentConfig(c *cli.Context) (*config.Agent, error) {
 			ExtraKubeletArgs:   copyList(c.StringSlice(flagKubeletArg)),
 			ExtraKubeProxyArgs: copyList(c.StringSlice(flagKubeProxyArg)),
 			FlannelIface:       c.String(flagFlannelIface),
+			NodeExternalIP:     c.String(flagNodeExternalIP),
 			Snapshotter:        c.String(flagSnapshotter),
 			RegistriesFile:     c.String(flagRegistries),
 		},

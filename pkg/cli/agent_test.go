@@ -13,7 +13,7 @@ func TestAgentFromEnvironmentAndFlags(t *testing.T) {
 	isolate(t)
 	t.Setenv("SKIFF_URL", "https://10.0.0.1:6443")
 	t.Setenv("SKIFF_TOKEN", "K10abc::server:secret")
-	r := run(t, "agent", "--config", "", "--node-ip", "10.0.0.2", "--node-label", "disktype=hdd", "--kubelet-arg", "max-pods=20")
+	r := run(t, "agent", "--config", "", "--node-ip", "10.0.0.2", "--node-external-ip", "203.0.113.9", "--node-label", "disktype=hdd", "--kubelet-arg", "max-pods=20")
 	if r.code != 0 || r.rec.agentCfg == nil {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -21,6 +21,7 @@ func TestAgentFromEnvironmentAndFlags(t *testing.T) {
 		Node: config.Node{
 			NodeLabels:       []string{"disktype=hdd"},
 			ExtraKubeletArgs: []string{"max-pods=20"},
+			NodeExternalIP:   "203.0.113.9",
 			RegistriesFile:   config.DefaultRegistriesFile,
 		},
 		DataDir:   config.DefaultDataDir,
@@ -60,6 +61,7 @@ func TestAgentErrors(t *testing.T) {
 		{[]string{"agent", "--config", "", "--server", "https://s:6443"}, "no join token: pass --token"},
 		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--node-ip", "nope"}, `invalid --node-ip "nope"`},
 		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--node-taint", "a=b"}, `invalid --node-taint "a=b"`},
+		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--node-external-ip", "nat"}, `invalid --node-external-ip "nat"`},
 		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--cluster-cidr", "10.0.0.0/8"}, "unknown flag --cluster-cidr"},
 	}
 	for _, tt := range tests {

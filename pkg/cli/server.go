@@ -47,6 +47,7 @@ const (
 	flagSnapshotter          = "snapshotter"
 	flagRegistries           = "registries"
 	flagAgentToken           = "agent-token"
+	flagNodeExternalIP       = "node-external-ip"
 )
 
 const (
@@ -134,6 +135,7 @@ func serverFlags() []cli.Flag {
 
 		str(flagNodeIP, categoryNode, "IP address of this node; \"v4,v6\" for dual stack (default: detected)", ""),
 		str(flagNodeName, categoryNode, "name of this node (default: the hostname)", ""),
+		str(flagNodeExternalIP, categoryNode, "address other nodes reach this node at, when it is behind NAT; the pod network advertises it", ""),
 		&cli.BoolFlag{Name: flagDisableAgent, Category: categoryNode, Usage: "run only the control plane, no kubelet on this host", EnvVars: envVar(flagDisableAgent)},
 		list(flagNodeLabel, categoryNode, "label to register the node with, key=value; repeat the flag"),
 		list(flagNodeTaint, categoryNode, "taint to register the node with, key=value:Effect; repeat the flag"),
@@ -231,6 +233,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 			ExtraKubeProxyArgs: copyList(c.StringSlice(flagKubeProxyArg)),
 			FlannelBackend:     c.String(flagFlannelBackend),
 			FlannelIface:       c.String(flagFlannelIface),
+			NodeExternalIP:     c.String(flagNodeExternalIP),
 			Snapshotter:        c.String(flagSnapshotter),
 			RegistriesFile:     c.String(flagRegistries),
 		},

@@ -26,6 +26,9 @@ type Node struct {
 
 	FlannelBackend string
 	FlannelIface   string
+	// NodeExternalIP is the address other nodes reach this one at when it
+	// sits behind NAT; flannel advertises it instead of the node IP.
+	NodeExternalIP string
 
 	// Snapshotter is containerd's snapshotter; empty picks overlayfs where it
 	// works and native elsewhere.
@@ -66,6 +69,11 @@ func (n *Node) ValidateNode() error {
 	case "", "overlayfs", "native":
 	default:
 		return fmt.Errorf("invalid --snapshotter %q; use overlayfs or native (or leave it empty to choose automatically)", n.Snapshotter)
+	}
+	if n.NodeExternalIP != "" {
+		if _, ok := parseIP(n.NodeExternalIP); !ok {
+			return fmt.Errorf("invalid --node-external-ip %q: not an IP address; use a form like 203.0.113.10", n.NodeExternalIP)
+		}
 	}
 	for _, l := range n.NodeLabels {
 		key, _, ok := strings.Cut(l, "=")

@@ -60,6 +60,9 @@ type Config struct {
 	Iface string
 	// NodeIP is the address flannel advertises to the other nodes.
 	NodeIP net.IP
+	// PublicIP, when set, is advertised instead of NodeIP: the address
+	// other nodes reach this one at through NAT.
+	PublicIP net.IP
 	// ClusterCIDR is the pod range: "v4", "v6" or "v4,v6".
 	ClusterCIDR string
 	// ConfDir receives net-conf.json.
@@ -413,6 +416,13 @@ func (f *Flannel) lookupExtIface(ctx context.Context, sm subnet.Manager, config 
 	}
 	var opts ipmatch.PublicIPOpts
 	if ip := f.NodeIP; ip != nil {
+		if ip.To4() != nil {
+			opts.PublicIP = ip.String()
+		} else {
+			opts.PublicIPv6 = ip.String()
+		}
+	}
+	if ip := f.PublicIP; ip != nil {
 		if ip.To4() != nil {
 			opts.PublicIP = ip.String()
 		} else {
