@@ -1,7 +1,7 @@
 # Skiff build entry points. `make run` builds and starts a single-node
 # server; `make test` runs every test (unit and end-to-end).
 
-.PHONY: all build run test unit e2e docs image clean
+.PHONY: all build run test unit e2e bench-node docs image clean
 
 all: build
 
@@ -19,6 +19,11 @@ unit:
 
 e2e: build
 	scripts/test e2e
+
+# Benchmarks a whole node: start-up, memory, pod density (docs/benchmarks.md).
+# Needs root and the host to itself; ARGS="runs idle-seconds pods".
+bench-node: build
+	scripts/bench-node $(ARGS)
 
 # Regenerates docs/configuration.md from the CLI flag definitions; a unit
 # test fails while it is stale.
