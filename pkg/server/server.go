@@ -135,6 +135,10 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			NodeName:  nodeName,
 			NodeIPs:   nodeIPs,
 			Debug:     cfg.Debug,
+			// Through the load balancer even here: stopping it cuts the
+			// in-process kubelet's watches, which upstream offers no other
+			// way to end, so the apiserver can shut down promptly.
+			LoadBalancerAddress: config.DefaultLoadBalancerAddress,
 		}})
 	}
 	if err := component.Run(ctx, ready, comps...); err != nil {

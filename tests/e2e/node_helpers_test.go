@@ -277,7 +277,8 @@ func (s *server) apply(manifest string) {
 
 type nodeInfo struct {
 	Metadata struct {
-		Name string `json:"name"`
+		Name        string            `json:"name"`
+		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
 		PodCIDR  string   `json:"podCIDR"`
