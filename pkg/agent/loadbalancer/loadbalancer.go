@@ -43,7 +43,7 @@ func New(address string, servers []string) (*LoadBalancer, error) {
 	}
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
-		return nil, fmt.Errorf("load balancer: listen on %s: %w; is another skiff agent running?", address, err)
+		return nil, fmt.Errorf("load balancer: listen on %s: %w; another skiff server or agent runs on this host (one node per host)", address, err)
 	}
 	lb := &LoadBalancer{
 		listener:      ln,

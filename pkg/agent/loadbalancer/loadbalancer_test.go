@@ -88,7 +88,7 @@ func TestBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lb.listener.Close()
-	if _, err := New(lb.Address(), []string{"127.0.0.1:1"}); err == nil || !strings.Contains(err.Error(), "another skiff agent") {
+	if _, err := New(lb.Address(), []string{"127.0.0.1:1"}); err == nil || !strings.Contains(err.Error(), "another skiff server or agent") {
 		t.Fatalf("second load balancer on the same address: %v", err)
 	}
 }
