@@ -33,10 +33,23 @@ func agentFlags() []cli.Flag {
 		Usage:    "URL of the server to join, e.g. https://192.168.1.10:6443",
 		EnvVars:  envVar(flagServer),
 	}}
+	// The server's wording of these speaks of the server's own state.
+	usage := map[string]string{
+		flagToken:     "join token printed by \"skiff token\" on the server (K10 form, which pins the server's CA, or the bare secret)",
+		flagTokenFile: "file holding the join token; exclusive with --token",
+		flagDataDir:   "absolute directory for the node's credentials, helper executables, images and containerd state",
+	}
 	for _, f := range serverFlags() {
-		if slices.Contains(agentFlagNames, f.Names()[0]) {
-			flags = append(flags, f)
+		name := f.Names()[0]
+		if !slices.Contains(agentFlagNames, name) {
+			continue
 		}
+		if u, ok := usage[name]; ok {
+			if sf, isString := f.(*cli.StringFlag); isString {
+				sf.Usage = u
+			}
+		}
+		flags = append(flags, f)
 	}
 	return flags
 }
