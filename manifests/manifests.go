@@ -1,0 +1,55 @@
+// Package manifests holds the bundled addon manifests (CoreDNS, the ingress
+// controller) as templates, and renders them with the cluster's settings
+// for the deploy controller to write and apply.
+package manifests
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+//go:embed *.yaml
+var files embed.FS
+
+// Values are what the templates may refer to.
+type Values struct {
+	ClusterDNS    string // the kube-dns Service IP
+	ClusterDomain string
+	CoreDNSImage  string
+	IngressImage  string
+}
+
+// Names lists the bundled addons, e.g. "coredns", "ingress".
+func Names() []string {
+	entries, err := files.ReadDir(".")
+	if err != nil {
+		panic(err) // embedded at build time; cannot fail at run time
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Render returns the manifest of one bundled addon filled with v.
+func Render(name string, v Values) ([]byte, error) {
+	text, err := files.ReadFile(name + ".yaml")
+	if err != nil {
+		return nil, fmt.Errorf("no bundled manifest %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Parse(string(text))
+	if err != nil {
+		return nil, fmt.Errorf("parse bundled manifest %s: %w", name, err)
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, v); err != nil {
+		return nil, fmt.Errorf("render bundled manifest %s: %w", name, err)
+	}
+	return out.Bytes(), nil
+}
