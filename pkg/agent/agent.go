@@ -172,7 +172,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		RuntimeEndpoint: "unix://" + containerd.DefaultAddress,
 		ClusterDNS:      splitList(creds.Cluster.ClusterDNS),
 		ClusterDomain:   creds.Cluster.ClusterDomain,
-		ResolvConf:      kubelet.ResolvConf(),
+		ResolvConf:      kubelet.ResolvConf(filepath.Join(l.etc, "kubelet")),
 		CgroupV2:        cgroupV2,
 		ExtraArgs:       cfg.ExtraKubeletArgs,
 		Debug:           cfg.Debug,

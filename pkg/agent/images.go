@@ -1,21 +1,37 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
+	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/images"
 )
 
 // PauseImage is the sandbox image every pod starts with. It is built from
 // the pause program shipped inside skiff, so no node ever pulls it.
 const PauseImage = "skiff.local/system/pause:3.10"
+
+// CoreDNSImage carries the CoreDNS build shipped inside skiff; the tag is
+// the upstream release it is compiled from.
+const CoreDNSImage = "skiff.local/system/coredns:1.15.0"
+
+// IngressImage names the image of skiff's ingress controller. Its code
+// changes with skiff itself, so the tag is the content hash of the helpers
+// every node of one build shares.
+func IngressImage() (string, error) {
+	hash, err := bundle.ContentHash()
+	if err != nil {
+		return "", err
+	}
+	return "skiff.local/system/ingress:" + hash, nil
+}
 
 // systemImages imports the images a node needs from the skiff binary itself
 // and the user's airgap tarballs, then keeps watching the images folder.
@@ -28,8 +44,14 @@ type systemImages struct {
 func (s *systemImages) Name() string { return "images" }
 
 func (s *systemImages) Start(ctx context.Context) (<-chan error, error) {
-	if err := s.importPause(ctx); err != nil {
+	specs, err := s.specs()
+	if err != nil {
 		return nil, err
+	}
+	for _, spec := range specs {
+		if err := s.importImage(ctx, spec); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.dir.ImportAll(ctx); err != nil {
 		logrus.Warnf("import images from %s: %v", s.dir.Dir, err)
@@ -47,22 +69,67 @@ func (s *systemImages) Start(ctx context.Context) (<-chan error, error) {
 	return done, nil
 }
 
-func (s *systemImages) importPause(ctx context.Context) error {
-	pause := filepath.Join(s.binDir, "pause")
-	if _, err := os.Stat(pause); err != nil {
-		return fmt.Errorf("pause program missing from the helper executables (%w); rebuild skiff with scripts/build", err)
+// specs describes the system images: each is one static program from the
+// helper executables.
+func (s *systemImages) specs() ([]images.Spec, error) {
+	ingress, err := IngressImage()
+	if err != nil {
+		return nil, err
 	}
-	var buf bytes.Buffer
-	if _, err := images.Write(&buf, images.Spec{
-		Name:       PauseImage,
-		Entrypoint: []string{"/pause"},
-		Files:      []images.File{{Source: pause, Path: "/pause", Mode: 0o755}},
-		User:       "65535:65535",
-	}); err != nil {
-		return fmt.Errorf("build the pause image: %w", err)
+	program := func(file string) images.File {
+		return images.File{Source: filepath.Join(s.binDir, file), Path: "/" + file, Mode: 0o755}
 	}
-	if _, err := containerd.ImportArchive(ctx, s.address, &buf, containerd.WithPinned()); err != nil {
-		return fmt.Errorf("import the pause image: %w", err)
+	return []images.Spec{
+		{
+			Name:       PauseImage,
+			Entrypoint: []string{"/pause"},
+			Files:      []images.File{program("pause")},
+			User:       "65535:65535",
+		},
+		{
+			Name:         CoreDNSImage,
+			Entrypoint:   []string{"/coredns"},
+			Files:        []images.File{program("coredns")},
+			ExposedPorts: []string{"53/udp", "53/tcp", "9153/tcp"},
+		},
+		{
+			Name:         ingress,
+			Entrypoint:   []string{"/skiff-ingress"},
+			Files:        []images.File{program("skiff-ingress")},
+			ExposedPorts: []string{"80/tcp", "443/tcp"},
+		},
+	}, nil
+}
+
+// importImage imports one system image, pinned so image garbage collection
+// never removes it, unless containerd already has exactly this image.
+func (s *systemImages) importImage(ctx context.Context, spec images.Spec) error {
+	for _, f := range spec.Files {
+		if _, err := os.Stat(f.Source); err != nil {
+			return fmt.Errorf("%s missing from the helper executables (%w); rebuild skiff with scripts/build", filepath.Base(f.Source), err)
+		}
 	}
+	digest, err := images.Write(io.Discard, spec)
+	if err != nil {
+		return fmt.Errorf("build the image %s: %w", spec.Name, err)
+	}
+	if have, err := containerd.HasImage(ctx, s.address, spec.Name, digest); err != nil {
+		logrus.Warnf("check image %s: %v; importing it again", spec.Name, err)
+	} else if have {
+		return nil
+	}
+	// Streamed: a system image is tens of MiB that skiff's heap (and so
+	// its resident memory) need never hold.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := images.Write(pw, spec)
+		pw.CloseWithError(err)
+	}()
+	_, err = containerd.ImportArchive(ctx, s.address, pr, containerd.WithPinned())
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("import the image %s: %w", spec.Name, err)
+	}
+	logrus.Infof("imported system image %s", spec.Name)
 	return nil
 }

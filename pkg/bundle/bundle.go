@@ -18,6 +18,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 //go:embed assets
@@ -48,13 +49,36 @@ func Extract(dataDir string) (string, error) {
 	return ExtractArchive(archive, dataDir)
 }
 
+// ContentHash names this binary's helpers: the same build always gives the
+// same value, so system images built from the helpers can be tagged with it
+// and every node of one skiff version refers to the same tags.
+func ContentHash() (string, error) {
+	hashOnce.Do(func() {
+		var archive []byte
+		if archive, hashErr = Archive(); hashErr == nil {
+			hash = contentHash(archive)
+		}
+	})
+	return hash, hashErr
+}
+
+var (
+	hashOnce sync.Once
+	hash     string
+	hashErr  error
+)
+
+func contentHash(archive []byte) string {
+	sum := sha256.Sum256(archive)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
 // ExtractArchive unpacks a gzipped tar of helpers to
 // <dataDir>/data/<content-hash>/ and returns its bin folder. The folder is
 // filled under a temporary name and renamed into place, so a folder with the
 // final name is always complete; an existing one is reused as is.
 func ExtractArchive(archive []byte, dataDir string) (string, error) {
-	sum := sha256.Sum256(archive)
-	hash := hex.EncodeToString(sum[:])[:16]
+	hash := contentHash(archive)
 	parent := filepath.Join(dataDir, "data")
 	final := filepath.Join(parent, hash)
 	binDir := filepath.Join(final, "bin")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/skiff-io/skiff/manifests"
 	"github.com/skiff-io/skiff/pkg/config"
 )
 
@@ -34,6 +35,7 @@ const (
 	flagKubeconfigMode       = "write-kubeconfig-mode"
 	flagDatastoreEndpoint    = "datastore-endpoint"
 	flagDisableAgent         = "disable-agent"
+	flagDisable              = "disable"
 	flagAPIServerArg         = "kube-apiserver-arg"
 	flagControllerManagerArg = "kube-controller-manager-arg"
 	flagSchedulerArg         = "kube-scheduler-arg"
@@ -148,6 +150,7 @@ func serverFlags() []cli.Flag {
 		tokenFile,
 		str(flagAgentToken, categoryCluster, "second join secret that admits agents only; print its full form with \"skiff token --agent\"", ""),
 		str(flagDatastoreEndpoint, categoryCluster, "kine datastore endpoint (default: SQLite in the data dir)", ""),
+		list(flagDisable, categoryCluster, "bundled addon not to deploy, removed if it runs: "+strings.Join(manifests.Names(), ", ")+"; repeat the flag or separate with commas"),
 
 		kubeconfig,
 		str(flagKubeconfigMode, categoryKubeconfig, "octal file mode of the admin kubeconfig", config.DefaultKubeconfigMode),
@@ -222,6 +225,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		KubeconfigMode:             c.String(flagKubeconfigMode),
 		DatastoreEndpoint:          c.String(flagDatastoreEndpoint),
 		DisableAgent:               c.Bool(flagDisableAgent),
+		Disable:                    splitCommas(c.StringSlice(flagDisable)),
 		ExtraAPIServerArgs:         copyList(c.StringSlice(flagAPIServerArg)),
 		ExtraControllerManagerArgs: copyList(c.StringSlice(flagControllerManagerArg)),
 		ExtraSchedulerArgs:         copyList(c.StringSlice(flagSchedulerArg)),

@@ -90,3 +90,13 @@ func (n *Node) ValidateNode() error {
 	}
 	return nil
 }
+
+// PassthroughFlags turns the "name=value" values of the --*-arg flags into
+// command-line flags ("--name=value") for the component they are meant for.
+func PassthroughFlags(args []string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		out = append(out, "--"+strings.TrimLeft(a, "-"))
+	}
+	return out
+}

@@ -47,6 +47,9 @@ type Server struct {
 	DatastoreEndpoint string
 
 	DisableAgent bool
+	// Disable lists bundled addons (coredns, ingress) not to deploy; a
+	// running cluster loses them.
+	Disable []string
 	Node
 
 	ExtraAPIServerArgs         []string

@@ -6,9 +6,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/skiff-io/skiff/manifests"
 )
 
 // Limits the API server puts on the service range: its allocator keeps a
@@ -32,6 +35,7 @@ func (s *Server) Validate() error {
 		s.validateKubeconfigMode,
 		s.ValidateNode,
 		s.validateAgentToken,
+		s.validateDisable,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -44,6 +48,16 @@ func (s *Server) Validate() error {
 func (s *Server) validateAgentToken() error {
 	if s.AgentToken != "" && (strings.ContainsAny(s.AgentToken, ": \t\n") || len(s.AgentToken) < 8) {
 		return fmt.Errorf("invalid --agent-token: use a secret of at least 8 characters without ':' or spaces")
+	}
+	return nil
+}
+
+func (s *Server) validateDisable() error {
+	known := manifests.Names()
+	for _, d := range s.Disable {
+		if !slices.Contains(known, d) {
+			return fmt.Errorf("invalid --disable value %q: skiff bundles only %s; pass one of them", d, strings.Join(known, ", "))
+		}
 	}
 	return nil
 }

@@ -10,17 +10,23 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-io/skiff/manifests"
 
 	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/controlplane"
 	"github.com/skiff-io/skiff/pkg/datastore"
+	"github.com/skiff-io/skiff/pkg/deploy"
+	"github.com/skiff-io/skiff/pkg/dns"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/supervisor"
 )
@@ -112,20 +118,33 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,
 		Args: func() []string {
-			return append(apiServerArgs(cfg, certs, advertise, ds.ETCD.Endpoints), prefixArgs(cfg.ExtraAPIServerArgs)...)
+			return append(apiServerArgs(cfg, certs, advertise, ds.ETCD.Endpoints), config.PassthroughFlags(cfg.ExtraAPIServerArgs)...)
 		},
 	}
 	cm := &controlplane.ControllerManager{
-		Args: append(controllerManagerArgs(cfg, certs, kubeconfigs.controllerManager), prefixArgs(cfg.ExtraControllerManagerArgs)...),
+		Args: append(controllerManagerArgs(cfg, certs, kubeconfigs.controllerManager), config.PassthroughFlags(cfg.ExtraControllerManagerArgs)...),
 	}
 	sched := &controlplane.Scheduler{
-		Args: append(schedulerArgs(kubeconfigs.scheduler), prefixArgs(cfg.ExtraSchedulerArgs)...),
+		Args: append(schedulerArgs(kubeconfigs.scheduler), config.PassthroughFlags(cfg.ExtraSchedulerArgs)...),
 	}
 
 	ready := func() {
 		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.token)
 	}
-	comps := []component.Component{ds, api, &clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched}
+	bundled, err := bundledAddons(cfg)
+	if err != nil {
+		return err
+	}
+	comps := []component.Component{
+		ds, api, &clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
+		&deploy.Controller{
+			Dir:        filepath.Join(l.root, "manifests"),
+			Kubeconfig: kubeconfigs.admin,
+			Namespace:  metav1.NamespaceSystem,
+			Bundled:    bundled,
+		},
+		&dns.NodeHosts{Kubeconfig: kubeconfigs.admin},
+	}
 	if !cfg.DisableAgent {
 		comps = append(comps, &agent.Agent{Config: &config.Agent{
 			Node:      cfg.Node,
@@ -146,6 +165,29 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 	logrus.Info("skiff server stopped")
 	return nil
+}
+
+// bundledAddons renders the addons skiff ships for this cluster.
+func bundledAddons(cfg *config.Server) ([]deploy.Bundled, error) {
+	ingressImage, err := agent.IngressImage()
+	if err != nil {
+		return nil, err
+	}
+	values := manifests.Values{
+		ClusterDNS:    strings.TrimSpace(strings.Split(cfg.ClusterDNS, ",")[0]),
+		ClusterDomain: cfg.ClusterDomain,
+		CoreDNSImage:  agent.CoreDNSImage,
+		IngressImage:  ingressImage,
+	}
+	var out []deploy.Bundled
+	for _, name := range manifests.Names() {
+		content, err := manifests.Render(name, values)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, deploy.Bundled{Name: name, Content: content, Disabled: slices.Contains(cfg.Disable, name)})
+	}
+	return out, nil
 }
 
 // prepareDataDir creates the server's dirs and proves they are writable
@@ -231,13 +273,4 @@ func loopbackFor(bind string) string {
 		return "127.0.0.1"
 	}
 	return ip.String()
-}
-
-// prefixArgs turns passthrough "name=value" values into "--name=value".
-func prefixArgs(args []string) []string {
-	out := make([]string, 0, len(args))
-	for _, a := range args {
-		out = append(out, "--"+strings.TrimLeft(a, "-"))
-	}
-	return out
 }

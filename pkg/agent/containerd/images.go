@@ -16,6 +16,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	distref "github.com/distribution/reference"
 	"github.com/fsnotify/fsnotify"
@@ -315,4 +316,29 @@ func (d *ImageDir) Watch(ctx context.Context) error {
 			logrus.Warnf("watch image dir %s: %v", d.Dir, err)
 		}
 	}
+}
+
+// HasImage reports whether containerd already holds the image name at
+// the manifest digest, unpacked for this node, so importing it again
+// would change nothing.
+func HasImage(ctx context.Context, address, name, digest string) (bool, error) {
+	cl, err := containerd.New(address, containerd.WithDefaultNamespace(Namespace))
+	if err != nil {
+		return false, fmt.Errorf("connect to containerd: %w", err)
+	}
+	defer cl.Close()
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	img, err := cl.ImageService().Get(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up image %s: %w", name, err)
+	}
+	if img.Target.Digest.String() != digest {
+		return false, nil
+	}
+	image := containerd.NewImageWithPlatform(cl, img, platforms.DefaultStrict())
+	// "" is the snapshotter recorded on the namespace, as for imports.
+	return image.IsUnpacked(ctx, "")
 }

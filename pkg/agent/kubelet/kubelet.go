@@ -16,6 +16,8 @@ import (
 	"github.com/sirupsen/logrus"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-io/skiff/pkg/config"
 )
 
 // healthzPort is the kubelet's local health endpoint; it only listens on
@@ -117,10 +119,7 @@ func (k *Kubelet) Args(configFile string) []string {
 	if k.Debug {
 		args = append(args, "--v=2")
 	}
-	for _, a := range k.ExtraArgs {
-		args = append(args, "--"+strings.TrimPrefix(a, "--"))
-	}
-	return args
+	return append(args, config.PassthroughFlags(k.ExtraArgs)...)
 }
 
 // Start writes the configuration and runs the kubelet until its health
@@ -216,7 +215,10 @@ func writeFile(path string, data []byte) error {
 
 // ResolvConf returns a resolv.conf whose nameservers pods can reach: a
 // loopback resolver (systemd-resolved's 127.0.0.53) is useless inside a pod.
-func ResolvConf() string {
+// Without one, a fallback naming a public resolver is written into dir, so
+// that cluster DNS (which forwards to it) still starts and serves cluster
+// names on a host that is offline.
+func ResolvConf(dir string) string {
 	for _, candidate := range []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"} {
 		data, err := os.ReadFile(candidate)
 		if err != nil {
@@ -233,6 +235,13 @@ func ResolvConf() string {
 		}
 		if usable {
 			return candidate
+		}
+	}
+	fallback := filepath.Join(dir, "resolv.conf")
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		if err := os.WriteFile(fallback, []byte("nameserver 8.8.8.8\n"), 0o644); err == nil {
+			logrus.Warnf("no resolv.conf with a non-loopback nameserver found; pods and cluster DNS forward to 8.8.8.8 (%s)", fallback)
+			return fallback
 		}
 	}
 	logrus.Warn("no resolv.conf with a non-loopback nameserver found; pods will only resolve cluster names")

@@ -3,11 +3,12 @@ package kubelet
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
+
+	"github.com/skiff-io/skiff/pkg/config"
 )
 
 // proxyHealthzPort is kube-proxy's health endpoint, on loopback.
@@ -42,10 +43,7 @@ func (p *Proxy) Args() []string {
 	if p.Debug {
 		args = append(args, "--v=2")
 	}
-	for _, a := range p.ExtraArgs {
-		args = append(args, "--"+strings.TrimPrefix(a, "--"))
-	}
-	return args
+	return append(args, config.PassthroughFlags(p.ExtraArgs)...)
 }
 
 // Start runs kube-proxy until its health endpoint answers. It runs on the

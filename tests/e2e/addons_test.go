@@ -1,0 +1,429 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClusterServices checks what a fresh server runs with no image pulled:
+// cluster DNS, the ingress controller and the manifests folder, and that
+// --disable removes a bundled addon from a running cluster.
+func TestClusterServices(t *testing.T) {
+	s := newNode(t)
+	s.start()
+	s.waitReady()
+	node := s.waitNodeReady(3 * time.Minute)
+	nodeIP, nodeName := node.internalIP(), node.Metadata.Name
+
+	run := func(name string, f func(t *testing.T)) bool {
+		return t.Run(name, func(t *testing.T) {
+			defer s.bind(t)()
+			f(t)
+		})
+	}
+
+	if !run("bundled addons are applied and run from local images", func(t *testing.T) {
+		for _, name := range []string{"coredns", "ingress"} {
+			s.waitAddonState(name, "Applied", 2*time.Minute)
+		}
+		s.waitSystemPodsReady("k8s-app=kube-dns", 1, 3*time.Minute)
+		s.waitSystemPodsReady("app.kubernetes.io/name=skiff-ingress", 1, 3*time.Minute)
+		out := s.kubectl("-n", "kube-system", "get", "pods", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}")
+		for _, img := range strings.Fields(out) {
+			if !strings.HasPrefix(img, "skiff.local/system/") {
+				t.Errorf("system pod runs image %s, want one built into skiff", img)
+			}
+		}
+		if class := s.kubectl("get", "ingressclass", "skiff", "-o", "jsonpath={.metadata.annotations.ingressclass\\.kubernetes\\.io/is-default-class}"); class != "true" {
+			t.Errorf("IngressClass skiff is-default-class = %q, want true", class)
+		}
+	}) {
+		t.FailNow()
+	}
+
+	// Two backends, a and b, each answering with its pod's hostname.
+	for _, name := range []string{"a", "b"} {
+		s.kubectl("create", "deployment", name, "--image="+webImageV1, "--port=8080")
+		s.kubectl("expose", "deployment", name, "--port", "80", "--target-port", "8080")
+	}
+	s.waitPodsRunning("app=a", 1)
+	s.waitPodsRunning("app=b", 1)
+	s.kubectl("run", "client", "--image="+webImageV1, "--restart=Never", "--command", "--", webBinary, "sleep", "infinity")
+	s.waitPod("default", "client", 2*time.Minute, podInfo.running)
+	aIP := strings.TrimSpace(s.kubectl("get", "service", "a", "-o", "jsonpath={.spec.clusterIP}"))
+
+	run("cluster DNS resolves services, the API and nodes", func(t *testing.T) {
+		resolves := func(name, want string) {
+			t.Helper()
+			eventually(t, 2*time.Minute, func() error {
+				out, err := s.kubectlErr("exec", "client", "--", webBinary, "resolve", name)
+				if err != nil {
+					return err
+				}
+				if !slices.Contains(strings.Fields(out), want) {
+					return fmt.Errorf("%s resolves to %q, want %s", name, out, want)
+				}
+				return nil
+			})
+		}
+		resolves("kubernetes.default.svc.cluster.local", "10.43.0.1")
+		resolves("a", aIP)
+		resolves("a.default.svc.cluster.local", aIP)
+		resolves(nodeName, nodeIP)
+
+		out, err := s.kubectlErr("exec", "client", "--", webBinary, "resolve", "no-such-name.invalid")
+		if err == nil || !strings.Contains(err.Error(), "no such host") {
+			t.Errorf("unknown name: want NXDOMAIN (no such host), got %q, %v", out, err)
+		}
+		eventually(t, time.Minute, func() error {
+			out, err := s.kubectlErr("exec", "client", "--", webBinary, "get", "http://a.default.svc.cluster.local/dns")
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(out, "hostname=a-") {
+				return fmt.Errorf("unexpected answer %q", out)
+			}
+			return nil
+		})
+	})
+
+	certPEM, keyPEM := selfSignedCert(t, "secure.example")
+	certFile := filepath.Join(t.TempDir(), "tls.crt")
+	keyFile := filepath.Join(filepath.Dir(certFile), "tls.key")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.kubectl("create", "secret", "tls", "secure-tls", "--cert", certFile, "--key", keyFile)
+	s.apply(webIngressManifest)
+
+	run("ingress routes by host and path", func(t *testing.T) {
+		ingressAnswers(t, nodeIP, "a.example", "/", http.StatusOK, "hostname=a-")
+		ingressAnswers(t, nodeIP, "b.example", "/api/items", http.StatusOK, "hostname=b-")
+		ingressAnswers(t, nodeIP, "b.example", "/other", http.StatusNotFound, "")
+		ingressAnswers(t, nodeIP, "unknown.example", "/", http.StatusNotFound, "")
+		eventually(t, time.Minute, func() error {
+			ips := s.kubectl("get", "ingress", "web", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+			if !slices.Contains(strings.Fields(ips), nodeIP) {
+				return fmt.Errorf("ingress status addresses %q, want %s", ips, nodeIP)
+			}
+			return nil
+		})
+	})
+
+	run("ingress serves the TLS secret for its SNI name", func(t *testing.T) {
+		block, _ := pem.Decode(certPEM)
+		eventually(t, time.Minute, func() error {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(nodeIP, "443"),
+				&tls.Config{ServerName: "secure.example", InsecureSkipVerify: true})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			peer := conn.ConnectionState().PeerCertificates
+			if len(peer) == 0 || !bytes.Equal(peer[0].Raw, block.Bytes) {
+				return fmt.Errorf("the ingress did not present the secure-tls certificate for secure.example")
+			}
+			return nil
+		})
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(certPEM)
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			Proxy:           nil,
+			TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "secure.example"},
+		}}
+		eventually(t, time.Minute, func() error {
+			req, _ := http.NewRequest("GET", "https://"+net.JoinHostPort(nodeIP, "443")+"/secure", nil)
+			req.Host = "secure.example"
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "hostname=a-") {
+				return fmt.Errorf("https://secure.example/secure: %s %q", resp.Status, body)
+			}
+			return nil
+		})
+	})
+
+	run("a backend scaled to zero answers 503 and recovers", func(t *testing.T) {
+		s.kubectl("scale", "deployment", "b", "--replicas=0")
+		ingressAnswers(t, nodeIP, "b.example", "/api", http.StatusServiceUnavailable, "")
+		s.kubectl("scale", "deployment", "b", "--replicas=1")
+		ingressAnswers(t, nodeIP, "b.example", "/api", http.StatusOK, "hostname=b-")
+	})
+
+	run("an ingress to a missing service gets a warning event", func(t *testing.T) {
+		s.apply(brokenIngressManifest)
+		eventually(t, time.Minute, func() error {
+			out := s.kubectl("get", "events", "--field-selector", "involvedObject.kind=Ingress,involvedObject.name=broken",
+				"-o", "jsonpath={range .items[*]}{.type} {.message}{\"\\n\"}{end}")
+			if !strings.Contains(out, "Warning") || !strings.Contains(out, "no-such-service") {
+				return fmt.Errorf("events of ingress broken: %q", out)
+			}
+			return nil
+		})
+	})
+
+	run("manifests folder: apply, update, prune, report errors", func(t *testing.T) {
+		dir := filepath.Join(s.dataDir, "server", "manifests")
+		s.writeManifest(dir, "user.yaml", userManifest("1", true))
+		eventually(t, time.Minute, func() error {
+			if v, err := s.kubectlErr("get", "configmap", "user-a", "-o", "jsonpath={.data.x}"); err != nil || v != "1" {
+				return fmt.Errorf("configmap user-a x=%q, %v", v, err)
+			}
+			_, err := s.kubectlErr("get", "configmap", "user-b")
+			return err
+		})
+		s.waitAddonState("user", "Applied", time.Minute)
+
+		// Edit the file: one object changes, one is removed from it.
+		s.writeManifest(dir, "user.yaml", userManifest("2", false))
+		eventually(t, time.Minute, func() error {
+			if v, err := s.kubectlErr("get", "configmap", "user-a", "-o", "jsonpath={.data.x}"); err != nil || v != "2" {
+				return fmt.Errorf("configmap user-a x=%q, %v", v, err)
+			}
+			if _, err := s.kubectlErr("get", "configmap", "user-b"); err == nil {
+				return fmt.Errorf("configmap user-b is still there after its removal from user.yaml")
+			}
+			return nil
+		})
+
+		// A malformed file is reported and does not hold back the others.
+		s.writeManifest(dir, "bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [broken\n")
+		s.writeManifest(dir, "good.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: good\ndata:\n  ok: \"yes\"\n")
+		eventually(t, time.Minute, func() error {
+			_, err := s.kubectlErr("get", "configmap", "good")
+			return err
+		})
+		s.waitAddonState("bad", "Failed", time.Minute)
+		eventually(t, time.Minute, func() error {
+			out := s.kubectl("-n", "kube-system", "get", "events", "--field-selector", "involvedObject.kind=Addon,involvedObject.name=bad",
+				"-o", "jsonpath={range .items[*]}{.type} {.reason} {.message}{\"\\n\"}{end}")
+			if !strings.Contains(out, "Warning") || !strings.Contains(out, "bad.yaml") {
+				return fmt.Errorf("events of addon bad: %q", out)
+			}
+			return nil
+		})
+
+		// Removing the file removes what it created.
+		if err := os.Remove(filepath.Join(dir, "user.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, func() error {
+			if _, err := s.kubectlErr("get", "configmap", "user-a"); err == nil {
+				return fmt.Errorf("configmap user-a is still there after user.yaml was removed")
+			}
+			if _, err := s.kubectlErr("-n", "kube-system", "get", "addon", "user"); err == nil {
+				return fmt.Errorf("addon user is still there after user.yaml was removed")
+			}
+			return nil
+		})
+	})
+
+	run("--disable ingress removes it; enabling it again brings it back", func(t *testing.T) {
+		args := slices.Clone(s.args)
+		s.stop()
+		s.args = append(s.args, "--disable", "ingress")
+		s.start()
+		s.waitReady()
+		eventually(t, 2*time.Minute, func() error {
+			if _, err := s.kubectlErr("-n", "kube-system", "get", "daemonset", "skiff-ingress"); err == nil {
+				return fmt.Errorf("daemonset skiff-ingress still exists with --disable ingress")
+			}
+			out := s.kubectl("-n", "kube-system", "get", "pods", "-l", "app.kubernetes.io/name=skiff-ingress", "-o", "name")
+			if strings.TrimSpace(out) != "" {
+				return fmt.Errorf("ingress pods still there: %s", out)
+			}
+			return nil
+		})
+		if _, err := os.Stat(filepath.Join(s.dataDir, "server", "manifests", "ingress.yaml")); !os.IsNotExist(err) {
+			t.Errorf("ingress.yaml is still in the manifests folder: %v", err)
+		}
+		s.waitSystemPodsReady("k8s-app=kube-dns", 1, time.Minute)
+
+		s.stop()
+		s.args = args
+		s.start()
+		s.waitReady()
+		s.waitSystemPodsReady("app.kubernetes.io/name=skiff-ingress", 1, 3*time.Minute)
+		ingressAnswers(t, nodeIP, "a.example", "/", http.StatusOK, "hostname=a-")
+	})
+}
+
+// waitAddonState waits until the Addon record of a manifest shows state.
+func (s *server) waitAddonState(name, state string, timeout time.Duration) {
+	s.t.Helper()
+	eventually(s.t, timeout, func() error {
+		s.alive()
+		out, err := s.kubectlErr("-n", "kube-system", "get", "addon", name, "-o", "jsonpath={.status.state} {.status.message}")
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(out, state) {
+			return fmt.Errorf("addon %s: %q, want %s", name, out, state)
+		}
+		return nil
+	})
+}
+
+// waitSystemPodsReady waits for n Ready pods in kube-system.
+func (s *server) waitSystemPodsReady(selector string, n int, timeout time.Duration) {
+	s.t.Helper()
+	eventually(s.t, timeout, func() error {
+		s.alive()
+		out, err := s.kubectlErr("-n", "kube-system", "get", "pods", "-l", selector,
+			"-o", "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}")
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if strings.HasSuffix(line, " True") {
+				ready++
+			}
+		}
+		if ready != n {
+			return fmt.Errorf("%d of the pods %q are Ready, want %d: %q", ready, selector, n, out)
+		}
+		return nil
+	})
+}
+
+// writeManifest puts a file into the manifests folder in one step.
+func (s *server) writeManifest(dir, name, content string) {
+	s.t.Helper()
+	tmp := filepath.Join(dir, "."+name+".partial")
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// ingressAnswers waits until the node's port 80 answers a request for
+// host and path with status (and a body starting with prefix).
+func ingressAnswers(t *testing.T, nodeIP, host, path string, status int, prefix string) {
+	t.Helper()
+	eventually(t, time.Minute, func() error {
+		req, err := http.NewRequest("GET", "http://"+net.JoinHostPort(nodeIP, "80")+path, nil)
+		if err != nil {
+			return err
+		}
+		req.Host = host
+		resp, err := hostClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != status || !strings.HasPrefix(string(body), prefix) {
+			return fmt.Errorf("http://%s%s: %s %q, want %d %q...", host, path, resp.Status, body, status, prefix)
+		}
+		return nil
+	})
+}
+
+func selfSignedCert(t *testing.T, host string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+func userManifest(x string, withB bool) string {
+	m := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: user-a\ndata:\n  x: \"" + x + "\"\n"
+	if withB {
+		m += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: user-b\n"
+	}
+	return m
+}
+
+const webIngressManifest = `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+spec:
+  tls:
+    - hosts: [secure.example]
+      secretName: secure-tls
+  rules:
+    - host: a.example
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service: {name: a, port: {number: 80}}
+    - host: b.example
+      http:
+        paths:
+          - path: /api
+            pathType: Prefix
+            backend:
+              service: {name: b, port: {number: 80}}
+    - host: secure.example
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service: {name: a, port: {number: 80}}
+`
+
+const brokenIngressManifest = `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: broken
+spec:
+  rules:
+    - host: broken.example
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service: {name: no-such-service, port: {number: 80}}
+`
