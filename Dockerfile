@@ -1,6 +1,6 @@
 # skiff in a container, for CI clusters and k3d-style setups:
 #   docker build -t skiff .
-#   docker run -d --privileged --name skiff -p 6443:6443 \
+#   docker run -d --privileged --name skiff -p 6443:6443 -p 80:80 -p 443:443 \
 #     --tmpfs /run --tmpfs /var/run \
 #     -v skiff-data:/var/lib/skiff -v skiff-kubelet:/var/lib/kubelet -v "$PWD/out:/output" \
 #     -e SKIFF_KUBECONFIG_OUTPUT=/output/kubeconfig.yaml -e SKIFF_KUBECONFIG_MODE=644 \
@@ -40,6 +40,6 @@ FROM scratch
 COPY --from=build /rootfs/ /
 ENV PATH=/bin:/usr/sbin
 VOLUME /var/lib/skiff /var/lib/kubelet
-EXPOSE 6443
+EXPOSE 6443 80 443
 ENTRYPOINT ["/bin/skiff"]
 CMD ["server"]
