@@ -148,8 +148,9 @@ func TestClusterServices(t *testing.T) {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(certPEM)
 		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-			Proxy:           nil,
-			TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "secure.example"},
+			Proxy:             nil,
+			TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "secure.example"},
+			ForceAttemptHTTP2: true,
 		}}
 		eventually(t, time.Minute, func() error {
 			req, _ := http.NewRequest("GET", "https://"+net.JoinHostPort(nodeIP, "443")+"/secure", nil)
@@ -162,6 +163,9 @@ func TestClusterServices(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "hostname=a-") {
 				return fmt.Errorf("https://secure.example/secure: %s %q", resp.Status, body)
+			}
+			if resp.ProtoMajor != 2 {
+				return fmt.Errorf("https://secure.example/secure answered over %s, want HTTP/2", resp.Proto)
 			}
 			return nil
 		})
@@ -258,6 +262,11 @@ func TestClusterServices(t *testing.T) {
 			}
 			return nil
 		})
+		// The system images are already in containerd: a restart of the
+		// same binary must not import them again.
+		if l := s.log()[s.logStart:]; strings.Contains(l, "imported system image") {
+			t.Errorf("a restart imported the system images again:\n%s", grepLines(l, "imported system image"))
+		}
 		if _, err := os.Stat(filepath.Join(s.dataDir, "server", "manifests", "ingress.yaml")); !os.IsNotExist(err) {
 			t.Errorf("ingress.yaml is still in the manifests folder: %v", err)
 		}
@@ -270,6 +279,16 @@ func TestClusterServices(t *testing.T) {
 		s.waitSystemPodsReady("app.kubernetes.io/name=skiff-ingress", 1, 3*time.Minute)
 		ingressAnswers(t, nodeIP, "a.example", "/", http.StatusOK, "hostname=a-")
 	})
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // waitAddonState waits until the Addon record of a manifest shows state.

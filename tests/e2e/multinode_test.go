@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -251,6 +253,39 @@ func TestMultiNode(t *testing.T) {
 				return err
 			}
 			return answerFrom(body, p1, "/via-agent-node-port")
+		})
+	})
+
+	run("cluster DNS and the ingress serve the agent node too", func(t *testing.T) {
+		toServer := strings.TrimSpace(s.kubectl("get", "service", "to-server", "-o", "jsonpath={.spec.clusterIP}"))
+		for name, want := range map[string]string{"to-server.default.svc.cluster.local": toServer, "to-server": toServer, serverNode: bridgeIP} {
+			eventually(t, 2*time.Minute, func() error {
+				out, err := s.kubectlErr("exec", p2.Metadata.Name, "--", webBinary, "resolve", name)
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(" "+strings.TrimSpace(out)+" ", " "+want+" ") {
+					return fmt.Errorf("%s resolves to %q on the agent, want %s", name, out, want)
+				}
+				return nil
+			})
+		}
+		// The ingress DaemonSet also runs on the agent: its port 80 routes
+		// to a pod on the server node.
+		s.kubectl("create", "ingress", "spread", "--rule=spread.example/*=to-server:80")
+		eventually(t, 3*time.Minute, func() error {
+			req, err := http.NewRequest("GET", webURL(agentIP, 80, "/via-agent-ingress"), nil)
+			if err != nil {
+				return err
+			}
+			req.Host = "spread.example"
+			resp, err := hostClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return answerFrom(string(body), p1, "/via-agent-ingress")
 		})
 	})
 
