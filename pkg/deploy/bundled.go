@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/skiff-io/skiff/pkg/pki"
 )
 
 // Bundled is an addon that ships inside skiff, already rendered for this
@@ -50,35 +52,9 @@ func writeBundled(dir string, bundled []Bundled) error {
 		if current, err := os.ReadFile(path); err == nil && bytes.Equal(current, b.Content) {
 			continue
 		}
-		if err := writeFileAtomic(path, b.Content); err != nil {
+		if err := pki.WriteFileAtomic(path, b.Content, 0o600); err != nil {
 			return fmt.Errorf("write bundled addon %s: %w", b.Name, err)
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path so that a reader (this controller's next
-// scan) never sees half a file.
-func writeFileAtomic(path string, content []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -14,6 +14,8 @@ import (
 	distref "github.com/distribution/reference"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/sirupsen/logrus"
+
+	"github.com/skiff-io/skiff/pkg/pki"
 )
 
 // configVersion is the config schema of containerd v2.4 (version.ConfigVersion).
@@ -57,7 +59,7 @@ func writeConfig(cfg Config) (string, Config, error) {
 		return "", c, err
 	}
 	path := filepath.Join(c.ConfigDir, "config.toml")
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := pki.WriteFileAtomic(path, data, 0o600); err != nil {
 		return "", c, fmt.Errorf("write containerd config: %w", err)
 	}
 	return path, c, nil
@@ -224,31 +226,4 @@ func renderConfig(c Config, regs *Registries) ([]byte, error) {
 		return nil, fmt.Errorf("encode containerd config: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// writeFileAtomic replaces path with data so readers never see a partial
-// file, and creates it with perm from the start (credentials may be inside).
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
