@@ -104,6 +104,34 @@ func TestClusterServices(t *testing.T) {
 		})
 	})
 
+	run("the coredns-custom ConfigMap extends cluster DNS", func(t *testing.T) {
+		s.apply(`apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: coredns-custom
+  namespace: kube-system
+data:
+  lab.server: |
+    lab.example:53 {
+        hosts {
+            192.0.2.10 nas.lab.example
+        }
+    }
+`)
+		// The kubelet refreshes the volume and CoreDNS's reload plugin
+		// notices the imported file: each takes up to a minute or so.
+		eventually(t, 4*time.Minute, func() error {
+			out, err := s.kubectlErr("exec", "client", "--", webBinary, "resolve", "nas.lab.example")
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(strings.Fields(out), "192.0.2.10") {
+				return fmt.Errorf("nas.lab.example resolves to %q, want 192.0.2.10", out)
+			}
+			return nil
+		})
+	})
+
 	certPEM, keyPEM := selfSignedCert(t, "secure.example")
 	certFile := filepath.Join(t.TempDir(), "tls.crt")
 	keyFile := filepath.Join(filepath.Dir(certFile), "tls.key")
