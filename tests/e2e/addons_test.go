@@ -277,6 +277,10 @@ data:
 	run("--disable ingress removes it; enabling it again brings it back", func(t *testing.T) {
 		args := slices.Clone(s.args)
 		s.stop()
+		// The addons' watches must not hold up the apiserver's shutdown.
+		if l := s.log()[s.logStart:]; strings.Contains(l, "did not stop within") {
+			t.Errorf("a component hit the stop timeout with the addons running:\n%s", grepLines(l, "did not stop within"))
+		}
 		s.args = append(s.args, "--disable", "ingress")
 		s.start()
 		s.waitReady()
