@@ -1,7 +1,7 @@
 # Skiff build entry points. `make run` builds and starts a single-node
 # server; `make test` runs every test (unit and end-to-end).
 
-.PHONY: all build run test unit e2e bench-node docs image clean
+.PHONY: all build run test unit e2e bench bench-smoke bench-node docs image clean
 
 all: build
 
@@ -19,6 +19,15 @@ unit:
 
 e2e: build
 	scripts/test e2e
+
+# Every benchmark in docs/benchmarks.md (about 1.5 hours); ARGS="runs".
+# Node runs take /tmp/skiff-node.lock, as the end-to-end tests do.
+bench: build
+	scripts/bench all $(ARGS)
+
+# One quick run of each benchmark, small sizes; fails on any error.
+bench-smoke: build
+	scripts/bench smoke
 
 # Benchmarks a whole node: start-up, memory, pod density (docs/benchmarks.md).
 # Needs root and the host to itself; ARGS="runs idle-seconds pods".
