@@ -52,12 +52,14 @@ type options struct {
 }
 
 // Phase is one measured operation type: wall time, throughput and the
-// distribution of per-request latencies.
+// distribution of per-request latencies. Seconds and OpsPerS are left out
+// for samples that are not one timed sequence of requests (the lists, the
+// watch events during the creates).
 type Phase struct {
 	Ops         int     `json:"ops"`
 	Concurrency int     `json:"concurrency"`
-	Seconds     float64 `json:"seconds"`
-	OpsPerS     float64 `json:"ops_per_s"`
+	Seconds     float64 `json:"seconds,omitempty"`
+	OpsPerS     float64 `json:"ops_per_s,omitempty"`
 	P50Ms       float64 `json:"p50_ms"`
 	P90Ms       float64 `json:"p90_ms"`
 	P99Ms       float64 `json:"p99_ms"`
