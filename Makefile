@@ -20,7 +20,7 @@ unit:
 e2e: build
 	scripts/test e2e
 
-# Every benchmark in docs/benchmarks.md (about 1.5 hours); ARGS="runs".
+# Every benchmark in docs/benchmarks.md (about an hour); ARGS="runs".
 # Node runs take /tmp/skiff-node.lock, as the end-to-end tests do.
 bench: build
 	scripts/bench all $(ARGS)
