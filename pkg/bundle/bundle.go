@@ -24,41 +24,45 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// archiveName is written by scripts/build-helpers.
-const archiveName = "assets/helpers.tar.gz"
+// archiveName and sumName are written by scripts/build-helpers: the
+// archive, and the hex SHA-256 of it. The recorded sum spares every start
+// a read of the whole archive: that alone made it resident in the node's
+// memory.
+const (
+	archiveName = "assets/helpers.tar.gz"
+	sumName     = "assets/helpers.tar.gz.sha256"
+)
 
 // ErrNoHelpers means the binary was built without the helper archive.
 var ErrNoHelpers = errors.New("this skiff binary was built without its helper executables (runc, CNI plugins); build it with scripts/build")
 
-// Archive returns the embedded helper archive.
-func Archive() ([]byte, error) {
-	b, err := assets.ReadFile(archiveName)
+// openArchive streams the embedded helper archive. It is never copied into
+// memory whole: at tens of MiB, a copy would raise the Go heap, and so the
+// garbage collector's target, for the process's whole life.
+func openArchive() (fs.File, error) {
+	f, err := assets.Open(archiveName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoHelpers
 	}
-	return b, err
+	return f, err
 }
 
 // Extract unpacks the embedded helpers under dataDir and returns the folder
-// holding the executables.
+// holding the executables. When that folder exists, the archive is not
+// read at all.
 func Extract(dataDir string) (string, error) {
-	archive, err := Archive()
+	hash, err := ContentHash()
 	if err != nil {
 		return "", err
 	}
-	return ExtractArchive(archive, dataDir)
+	return extract(hash, dataDir, func() (io.ReadCloser, error) { return openArchive() })
 }
 
 // ContentHash names this binary's helpers: the same build always gives the
 // same value, so system images built from the helpers can be tagged with it
 // and every node of one skiff version refers to the same tags.
 func ContentHash() (string, error) {
-	hashOnce.Do(func() {
-		var archive []byte
-		if archive, hashErr = Archive(); hashErr == nil {
-			hash = contentHash(archive)
-		}
-	})
+	hashOnce.Do(func() { hash, hashErr = embeddedHash() })
 	return hash, hashErr
 }
 
@@ -68,17 +72,46 @@ var (
 	hashErr  error
 )
 
+// embeddedHash is the recorded sum of the archive, or, for an archive put
+// in place without one, the sum computed by streaming it.
+func embeddedHash() (string, error) {
+	f, err := openArchive()
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if b, err := assets.ReadFile(sumName); err == nil {
+		sum := strings.TrimSpace(string(b))
+		if len(sum) != sha256.Size*2 {
+			return "", fmt.Errorf("embedded %s holds %q, not a SHA-256; rebuild with scripts/build", sumName, sum)
+		}
+		return sum[:16], nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash embedded helper archive: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
 func contentHash(archive []byte) string {
 	sum := sha256.Sum256(archive)
 	return hex.EncodeToString(sum[:])[:16]
 }
 
 // ExtractArchive unpacks a gzipped tar of helpers to
-// <dataDir>/data/<content-hash>/ and returns its bin folder. The folder is
-// filled under a temporary name and renamed into place, so a folder with the
-// final name is always complete; an existing one is reused as is.
+// <dataDir>/data/<content-hash>/ and returns its bin folder; see extract.
 func ExtractArchive(archive []byte, dataDir string) (string, error) {
-	hash := contentHash(archive)
+	return extract(contentHash(archive), dataDir, func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(archive)), nil
+	})
+}
+
+// extract unpacks the archive open returns to <dataDir>/data/<hash>/ and
+// returns its bin folder. The folder is filled under a temporary name and
+// renamed into place, so a folder with the final name is always complete;
+// an existing one is reused as is, without opening the archive.
+func extract(hash, dataDir string, open func() (io.ReadCloser, error)) (string, error) {
 	parent := filepath.Join(dataDir, "data")
 	final := filepath.Join(parent, hash)
 	binDir := filepath.Join(final, "bin")
@@ -93,7 +126,13 @@ func ExtractArchive(archive []byte, dataDir string) (string, error) {
 		return "", fmt.Errorf("create extraction folder in %s: %w", parent, err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := untar(archive, tmp); err != nil {
+	archive, err := open()
+	if err != nil {
+		return "", err
+	}
+	err = untar(archive, tmp)
+	archive.Close()
+	if err != nil {
 		return "", fmt.Errorf("extract helpers to %s: %w", tmp, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -124,8 +163,8 @@ func removeStale(parent, keep string) {
 	}
 }
 
-func untar(archive []byte, dst string) error {
-	zr, err := gzip.NewReader(bytes.NewReader(archive))
+func untar(archive io.Reader, dst string) error {
+	zr, err := gzip.NewReader(archive)
 	if err != nil {
 		return err
 	}

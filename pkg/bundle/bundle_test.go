@@ -4,8 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -111,5 +117,85 @@ func TestExtractRejectsUnsafePaths(t *testing.T) {
 func TestExtractRejectsCorruptArchive(t *testing.T) {
 	if _, err := ExtractArchive([]byte("not gzip"), t.TempDir()); err == nil {
 		t.Fatal("corrupt archive accepted")
+	}
+}
+
+// embeddedOrSkip skips tests of the real archive in builds without it
+// (scripts/build-helpers writes it; scripts/test runs that first).
+func embeddedOrSkip(t *testing.T) {
+	t.Helper()
+	f, err := openArchive()
+	if errors.Is(err, ErrNoHelpers) {
+		t.Skip("no helper archive embedded: run scripts/build-helpers")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+func TestEmbeddedSumMatchesArchive(t *testing.T) {
+	embeddedOrSkip(t)
+	if _, err := assets.ReadFile(sumName); err != nil {
+		t.Fatalf("archive embedded without %s, so every start would hash the whole archive: %v", sumName, err)
+	}
+	f, err := openArchive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	want := hex.EncodeToString(h.Sum(nil))[:16]
+	got, err := ContentHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("ContentHash() = %s from %s, but the archive hashes to %s: the sum is stale", got, sumName, want)
+	}
+}
+
+// allocated returns the bytes f allocates on the Go heap.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// The archive is tens of MiB: extracting it must stream it, and a start
+// that finds it extracted must not read it.
+func TestExtractStreamsEmbeddedArchive(t *testing.T) {
+	embeddedOrSkip(t)
+	fi, err := fs.Stat(assets, archiveName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var binDir string
+	cold := allocated(func() { binDir, err = Extract(dir) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(binDir, "runc")); err != nil {
+		t.Fatalf("runc not extracted: %v", err)
+	}
+	// Decoding allocates Huffman tables per deflate block, about a third
+	// of the archive's size in all, none of it kept; a copy of the archive
+	// alone would be all of it.
+	if limit := uint64(fi.Size()) / 2; cold > limit {
+		t.Errorf("extracting a %d-byte archive allocated %d bytes; it should stream (at most %d)", fi.Size(), cold, limit)
+	}
+	warm := allocated(func() { _, err = Extract(dir) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if warm > 1<<20 {
+		t.Errorf("finding the helpers already extracted allocated %d bytes; it should not read the archive", warm)
 	}
 }
