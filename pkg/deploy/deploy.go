@@ -59,8 +59,10 @@ type Controller struct {
 
 func (c *Controller) Name() string { return "deploy" }
 
-// Start writes the bundled manifests, applies the whole folder once, and
-// then keeps it applied until ctx is cancelled.
+// Start writes the bundled manifests and returns. In the background it
+// installs the Addon API, applies the whole folder once and then keeps it
+// applied until ctx is cancelled; failing to install the Addon API ends
+// the component with that error.
 func (c *Controller) Start(ctx context.Context) (<-chan error, error) {
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create manifests folder %s: %w", c.Dir, err)
@@ -71,9 +73,6 @@ func (c *Controller) Start(ctx context.Context) (<-chan error, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", c.Kubeconfig, err)
-	}
-	if err := c.connect(ctx, cfg); err != nil {
-		return nil, err
 	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -93,13 +92,21 @@ func (c *Controller) Start(ctx context.Context) (<-chan error, error) {
 		return nil, fmt.Errorf("watch %s: %w", c.Dir, err)
 	}
 
-	c.sync(ctx, true)
-
+	// The Addon API takes a few seconds to be served on a fresh cluster.
+	// Nothing else waits for the addons, so the components after this one
+	// (the node agent above all) start meanwhile.
 	done := make(chan error, 1)
 	go func() {
 		defer close(done)
 		defer broadcaster.Shutdown()
 		defer watcher.Close()
+		if err := c.connect(ctx, cfg); err != nil {
+			if ctx.Err() == nil {
+				done <- err
+			}
+			return
+		}
+		c.sync(ctx, true)
 		c.loop(ctx, watcher)
 	}()
 	return done, nil
