@@ -21,6 +21,7 @@ import (
 	"github.com/skiff-io/skiff/manifests"
 
 	"github.com/skiff-io/skiff/pkg/agent"
+	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/controlplane"
@@ -64,6 +65,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 	if err := checkPortFree(cfg.BindAddress, cfg.HTTPSPort); err != nil {
 		return err
+	}
+	if !cfg.DisableAgent {
+		bundle.Prefetch(cfg.DataDir)
 	}
 
 	nodeName, err := agent.NodeName(cfg.NodeName)
