@@ -26,8 +26,7 @@ var assets embed.FS
 
 // archiveName and sumName are written by scripts/build-helpers: the
 // archive, and the hex SHA-256 of it. The recorded sum spares every start
-// a read of the whole archive: that alone made it resident in the node's
-// memory.
+// a read of the whole archive.
 const (
 	archiveName = "assets/helpers.tar.gz"
 	sumName     = "assets/helpers.tar.gz.sha256"
@@ -37,8 +36,8 @@ const (
 var ErrNoHelpers = errors.New("this skiff binary was built without its helper executables (runc, CNI plugins); build it with scripts/build")
 
 // openArchive streams the embedded helper archive. It is never copied into
-// memory whole: at tens of MiB, a copy would raise the Go heap, and so the
-// garbage collector's target, for the process's whole life.
+// memory whole: a copy of tens of MiB stays resident until the next
+// garbage collection, which on an idle node comes minutes later.
 func openArchive() (fs.File, error) {
 	f, err := assets.Open(archiveName)
 	if errors.Is(err, fs.ErrNotExist) {
