@@ -10,24 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"github.com/skiff-io/skiff/pkg/pki"
 )
-
-// writeKubeconfig points a kubeconfig at url, with no credentials.
-func writeKubeconfig(t *testing.T, url string) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: url}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{}
-	cfg.Contexts["x"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "x"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // The node agent starts after this component: Start must not wait for the
 // Addon API, which a fresh apiserver serves only seconds later, and a
@@ -38,10 +22,14 @@ func TestStartDoesNotWaitForTheAddonAPI(t *testing.T) {
 	}))
 	defer api.Close()
 
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := pki.WriteKubeconfig(kubeconfig, pki.Kubeconfig{Server: api.URL}, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(t.TempDir(), "manifests")
 	c := &Controller{
 		Dir:        dir,
-		Kubeconfig: writeKubeconfig(t, api.URL),
+		Kubeconfig: kubeconfig,
 		Namespace:  "kube-system",
 		Bundled:    []Bundled{{Name: "coredns", Content: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")}},
 	}
