@@ -130,16 +130,22 @@ type permanentError struct{ error }
 
 func retry(ctx context.Context, fn func() error) error {
 	delay := 500 * time.Millisecond
+	var cause error
 	for {
 		err := fn()
 		var perm permanentError
 		if err == nil || errors.As(err, &perm) {
 			return err
 		}
+		// An attempt cut short by the deadline only says "deadline exceeded";
+		// the attempt before it says why the server could not be reached.
+		if ctx.Err() == nil || cause == nil {
+			cause = err
+		}
 		logrus.Infof("waiting for the server: %v", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), cause)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 10*time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -190,6 +191,25 @@ func TestJoinGivesUpWhenCancelled(t *testing.T) {
 	_, err = Join(ctx, Options{ServerURL: "https://" + addr, Token: "secret", NodeName: "n", Dir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("err = %v, want the last connection error", err)
+	}
+}
+
+// The attempt that the deadline interrupts fails with the context's error;
+// the reported cause must still be the error of the attempt before it.
+func TestRetryReportsTheCauseBeforeTheDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
+	defer cancel()
+	attempts := 0
+	err := retry(ctx, func() error {
+		attempts++
+		if attempts == 1 {
+			return errors.New("dial tcp: connection refused")
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v after %d attempts, want the connection error", err, attempts)
 	}
 }
 
