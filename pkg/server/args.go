@@ -73,6 +73,13 @@ func controllerManagerArgs(cfg *config.Server, p *pki.ServerPKI, kubeconfig stri
 		"--root-ca-file=" + p.ServerCACert,
 		"--service-account-private-key-file=" + p.ServiceAccountKey,
 		"--use-service-account-credentials=true",
+		// At start, building the controllers makes about three requests each
+		// (their ServiceAccounts) through one client; at the default limit
+		// of 20 per second after a burst of 30, that alone delayed every
+		// controller, node IPAM among them, by 5 s. The apiserver's priority
+		// and fairness still guards it against a flood.
+		"--kube-api-qps=100",
+		"--kube-api-burst=200",
 		"--controllers=*,tokencleaner",
 		"--configure-cloud-routes=false",
 		"--terminated-pod-gc-threshold=1000",
