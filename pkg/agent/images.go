@@ -109,7 +109,7 @@ func (s *systemImages) importImage(ctx context.Context, spec images.Spec) error 
 			return fmt.Errorf("%s missing from the helper executables (%w); rebuild skiff with scripts/build", filepath.Base(f.Source), err)
 		}
 	}
-	digest, err := images.Write(io.Discard, spec)
+	digest, err := images.Digest(spec)
 	if err != nil {
 		return fmt.Errorf("build the image %s: %w", spec.Name, err)
 	}

@@ -113,9 +113,75 @@ type rootFS struct {
 // (where /tmp may be a tmpfs). A Source that changes between the passes is
 // detected and reported as an error.
 func Write(w io.Writer, spec Spec) (string, error) {
-	ref, err := parseReference(spec.Name)
+	p, err := planImage(spec)
 	if err != nil {
 		return "", err
+	}
+	tw := tar.NewWriter(w)
+	small := []struct {
+		name string
+		data []byte
+	}{
+		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
+		{"index.json", p.indexJSON},
+		{"blobs/", nil},
+		{"blobs/sha256/", nil},
+		{blobPath(p.configDigest), p.configJSON},
+		{blobPath(p.manifestDigest), p.manifestJSON},
+	}
+	for _, f := range small {
+		if err := writeTarFile(tw, f.name, f.data, p.mtime); err != nil {
+			return "", fmt.Errorf("image %s: %w", p.ref, err)
+		}
+	}
+
+	// The large layer goes last so a reader sees all metadata first.
+	if err := tw.WriteHeader(&tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     blobPath(p.layer.Digest),
+		Mode:     0o644,
+		Size:     p.layer.Size,
+		ModTime:  p.mtime,
+	}); err != nil {
+		return "", fmt.Errorf("image %s: writing layer header: %w", p.ref, err)
+	}
+	check := newDigester(tw)
+	if err := writeLayer(check, p.entries, p.mtime); err != nil {
+		return "", fmt.Errorf("image %s: writing layer: %w", p.ref, err)
+	}
+	if got := check.digest(); got != p.layer.Digest || check.n != p.layer.Size {
+		return "", fmt.Errorf("image %s: layer changed while writing (digest %s, expected %s); a Source file was modified", p.ref, got, p.layer.Digest)
+	}
+	if err := tw.Close(); err != nil {
+		return "", fmt.Errorf("image %s: finishing archive: %w", p.ref, err)
+	}
+	return p.manifestDigest, nil
+}
+
+// Digest returns the manifest digest Write returns for spec, from one pass
+// over the layer: what a node compares with the image it already has.
+func Digest(spec Spec) (string, error) {
+	p, err := planImage(spec)
+	if err != nil {
+		return "", err
+	}
+	return p.manifestDigest, nil
+}
+
+// imagePlan is everything of an image but its layer's bytes.
+type imagePlan struct {
+	ref                                 reference
+	entries                             []layerEntry
+	mtime                               time.Time
+	layer                               descriptor
+	configJSON, manifestJSON, indexJSON []byte
+	configDigest, manifestDigest        string
+}
+
+func planImage(spec Spec) (*imagePlan, error) {
+	ref, err := parseReference(spec.Name)
+	if err != nil {
+		return nil, err
 	}
 	created := spec.Created
 	if created.IsZero() {
@@ -124,47 +190,44 @@ func Write(w io.Writer, spec Spec) (string, error) {
 	created = created.UTC()
 	// Sub-second times would force PAX headers in one writer and not in
 	// another; whole seconds keep the tar encoding stable.
-	mtime := created.Truncate(time.Second)
+	p := &imagePlan{ref: ref, mtime: created.Truncate(time.Second)}
 
-	entries, err := planLayer(spec.Files)
-	if err != nil {
-		return "", fmt.Errorf("image %s: %w", ref, err)
+	if p.entries, err = planLayer(spec.Files); err != nil {
+		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
-
 	layerHash := newDigester(io.Discard)
-	if err := writeLayer(layerHash, entries, mtime); err != nil {
-		return "", fmt.Errorf("image %s: computing layer digest: %w", ref, err)
+	if err := writeLayer(layerHash, p.entries, p.mtime); err != nil {
+		return nil, fmt.Errorf("image %s: computing layer digest: %w", ref, err)
 	}
-	layerDesc := descriptor{MediaType: mediaTypeLayer, Digest: layerHash.digest(), Size: layerHash.n}
+	p.layer = descriptor{MediaType: mediaTypeLayer, Digest: layerHash.digest(), Size: layerHash.n}
 
-	cfg, err := buildConfig(spec, created, layerDesc.Digest)
+	cfg, err := buildConfig(spec, created, p.layer.Digest)
 	if err != nil {
-		return "", fmt.Errorf("image %s: %w", ref, err)
+		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
-	configJSON, err := json.Marshal(cfg)
-	if err != nil {
-		return "", fmt.Errorf("image %s: encoding config: %w", ref, err)
+	if p.configJSON, err = json.Marshal(cfg); err != nil {
+		return nil, fmt.Errorf("image %s: encoding config: %w", ref, err)
 	}
-	configDesc := descriptor{MediaType: mediaTypeConfig, Digest: digestOf(configJSON), Size: int64(len(configJSON))}
+	p.configDigest = digestOf(p.configJSON)
 
-	manifestJSON, err := json.Marshal(manifest{
+	p.manifestJSON, err = json.Marshal(manifest{
 		SchemaVersion: 2,
 		MediaType:     mediaTypeManifest,
-		Config:        configDesc,
-		Layers:        []descriptor{layerDesc},
+		Config:        descriptor{MediaType: mediaTypeConfig, Digest: p.configDigest, Size: int64(len(p.configJSON))},
+		Layers:        []descriptor{p.layer},
 	})
 	if err != nil {
-		return "", fmt.Errorf("image %s: encoding manifest: %w", ref, err)
+		return nil, fmt.Errorf("image %s: encoding manifest: %w", ref, err)
 	}
-	manifestDigest := digestOf(manifestJSON)
+	p.manifestDigest = digestOf(p.manifestJSON)
 
-	indexJSON, err := json.Marshal(index{
+	p.indexJSON, err = json.Marshal(index{
 		SchemaVersion: 2,
 		MediaType:     mediaTypeIndex,
 		Manifests: []descriptor{{
 			MediaType: mediaTypeManifest,
-			Digest:    manifestDigest,
-			Size:      int64(len(manifestJSON)),
+			Digest:    p.manifestDigest,
+			Size:      int64(len(p.manifestJSON)),
 			Platform:  &platform{Architecture: cfg.Architecture, OS: cfg.OS},
 			Annotations: map[string]string{
 				annotationContainerdName: ref.String(),
@@ -173,48 +236,9 @@ func Write(w io.Writer, spec Spec) (string, error) {
 		}},
 	})
 	if err != nil {
-		return "", fmt.Errorf("image %s: encoding index: %w", ref, err)
+		return nil, fmt.Errorf("image %s: encoding index: %w", ref, err)
 	}
-
-	tw := tar.NewWriter(w)
-	small := []struct {
-		name string
-		data []byte
-	}{
-		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
-		{"index.json", indexJSON},
-		{"blobs/", nil},
-		{"blobs/sha256/", nil},
-		{blobPath(configDesc.Digest), configJSON},
-		{blobPath(manifestDigest), manifestJSON},
-	}
-	for _, f := range small {
-		if err := writeTarFile(tw, f.name, f.data, mtime); err != nil {
-			return "", fmt.Errorf("image %s: %w", ref, err)
-		}
-	}
-
-	// The large layer goes last so a reader sees all metadata first.
-	if err := tw.WriteHeader(&tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     blobPath(layerDesc.Digest),
-		Mode:     0o644,
-		Size:     layerDesc.Size,
-		ModTime:  mtime,
-	}); err != nil {
-		return "", fmt.Errorf("image %s: writing layer header: %w", ref, err)
-	}
-	check := newDigester(tw)
-	if err := writeLayer(check, entries, mtime); err != nil {
-		return "", fmt.Errorf("image %s: writing layer: %w", ref, err)
-	}
-	if got := check.digest(); got != layerDesc.Digest || check.n != layerDesc.Size {
-		return "", fmt.Errorf("image %s: layer changed while writing (digest %s, expected %s); a Source file was modified", ref, got, layerDesc.Digest)
-	}
-	if err := tw.Close(); err != nil {
-		return "", fmt.Errorf("image %s: finishing archive: %w", ref, err)
-	}
-	return manifestDigest, nil
+	return p, nil
 }
 
 // WriteFile writes the tarball to path atomically: readers see either the

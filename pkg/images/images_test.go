@@ -245,6 +245,34 @@ func TestWriteReproducible(t *testing.T) {
 	}
 }
 
+// A node decides whether to import a system image by its Digest, so it must
+// be exactly what Write, which produces the import, returns.
+func TestDigestMatchesWrite(t *testing.T) {
+	spec := testSpec(t)
+	for _, change := range []func(){
+		func() {},
+		func() { spec.User = "1000:1000" },
+		func() { spec.Files[0].Mode = 0o700 },
+	} {
+		change()
+		want, err := Write(io.Discard, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Digest(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("Digest = %s, Write returned %s", got, want)
+		}
+	}
+	spec.Name = "Not A Reference"
+	if _, err := Digest(spec); err == nil {
+		t.Fatal("Digest accepted an invalid image name")
+	}
+}
+
 func TestWriteRejectsBadFiles(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(src, nil, 0o600); err != nil {
