@@ -13,14 +13,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/agent/flannel"
 	"github.com/skiff-io/skiff/pkg/agent/join"
 	"github.com/skiff-io/skiff/pkg/agent/kubelet"
-	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 )
@@ -53,6 +51,10 @@ func newLayout(dataDir string) layout {
 // pieces are all running.
 type Agent struct {
 	Config *config.Agent
+	// Runtime, when set, is the node's container runtime, started by the
+	// caller (a server starts it beside its control plane). Otherwise the
+	// agent starts its own once it has joined.
+	Runtime *Runtime
 }
 
 func (a *Agent) Name() string { return "agent" }
@@ -91,17 +93,10 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	if err := os.MkdirAll(l.images, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", l.images, err)
-	}
-	binDir, err := bundle.Extract(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("extract helper executables: %w", err)
-	}
-	logrus.Infof("helper executables in %s", binDir)
 
 	var comps []component.Component
 	var balancer *serverBalancer
+	var err error
 	apiURL := cfg.ServerURL
 	if cfg.LoadBalancerAddress != "" {
 		if balancer, err = newServerBalancer(cfg.LoadBalancerAddress, cfg.ServerURL); err != nil {
@@ -135,24 +130,10 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		return nil, err
 	}
 
-	ctrd := &containerd.Process{Config: containerd.Config{
-		RootDir:        l.containerd,
-		StateDir:       filepath.Join(RunDir, "containerd"),
-		ConfigDir:      filepath.Join(l.etc, "containerd"),
-		Address:        containerd.DefaultAddress,
-		BinDir:         binDir,
-		CNIBinDir:      binDir,
-		CNIConfDir:     l.cniConf,
-		SandboxImage:   PauseImage,
-		Snapshotter:    cfg.Snapshotter,
-		RegistriesFile: cfg.RegistriesFile,
-		LogFile:        filepath.Join(l.containerd, "containerd.log"),
-		Debug:          cfg.Debug,
-	}}
-	images := &systemImages{
-		address: containerd.DefaultAddress,
-		binDir:  binDir,
-		dir:     &containerd.ImageDir{Dir: l.images, Address: containerd.DefaultAddress},
+	runtime := a.Runtime
+	if runtime == nil {
+		runtime = NewRuntime(cfg)
+		comps = append(comps, runtime)
 	}
 
 	kubeletRoot := "/var/lib/kubelet"
@@ -204,17 +185,13 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	if balancer != nil {
 		balancer.kubeconfig = creds.KubeProxyKubeconfig
 	}
-	return append(comps, ctrd, images, kl, fl, proxy), nil
+	return append(comps, afterRuntime{runtime, kl}, fl, proxy), nil
 }
 
-// prepareHost makes the host settings the kubelet and the pod network rely
-// on, and checks the host tools kube-proxy and flannel call.
+// prepareHost makes the host settings the pod network relies on, and checks
+// the host tools kube-proxy and flannel call. (The shared root mount the
+// kubelet needs is the runtime's, made before containerd starts.)
 func prepareHost(backend, proxyMode string) error {
-	// Volumes with Bidirectional propagation need a shared root mount; many
-	// container images and minimal systems leave / private.
-	if err := unix.Mount("", "/", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make / a shared mount (mount --make-rshared /): %w; skiff needs to run as root", err)
-	}
 	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found in PATH: kube-proxy and the pod network need it; install the iptables package (apt-get install iptables)", tool)

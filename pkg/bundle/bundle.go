@@ -49,7 +49,7 @@ func openArchive() (fs.File, error) {
 // Extract unpacks the embedded helpers under dataDir and returns the folder
 // holding the executables. When that folder exists, the archive is not
 // read at all. Within one process the work is done once per data dir:
-// later and concurrent calls (see Prefetch) get the first call's result.
+// later and concurrent calls get the first call's result.
 func Extract(dataDir string) (string, error) {
 	v, _ := extractions.LoadOrStore(filepath.Clean(dataDir), &extraction{})
 	e := v.(*extraction)
@@ -62,14 +62,6 @@ func Extract(dataDir string) (string, error) {
 		e.binDir, e.err = extract(hash, dataDir, func() (io.ReadCloser, error) { return openArchive() })
 	})
 	return e.binDir, e.err
-}
-
-// Prefetch starts Extract in the background. A server calls it before its
-// control plane starts: unpacking takes seconds on a first start, and the
-// node agent, which needs the helpers, starts only after the control
-// plane.
-func Prefetch(dataDir string) {
-	go func() { _, _ = Extract(dataDir) }() // the agent's own Extract reports errors
 }
 
 type extraction struct {

@@ -21,7 +21,6 @@ import (
 	"github.com/skiff-io/skiff/manifests"
 
 	"github.com/skiff-io/skiff/pkg/agent"
-	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/controlplane"
@@ -66,10 +65,6 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err := checkPortFree(cfg.BindAddress, cfg.HTTPSPort); err != nil {
 		return err
 	}
-	if !cfg.DisableAgent {
-		bundle.Prefetch(cfg.DataDir)
-	}
-
 	nodeName, err := agent.NodeName(cfg.NodeName)
 	if err != nil {
 		return err
@@ -139,18 +134,10 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err != nil {
 		return err
 	}
-	comps := []component.Component{
-		ds, api, &clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
-		&deploy.Controller{
-			Dir:        filepath.Join(l.root, "manifests"),
-			Kubeconfig: kubeconfigs.admin,
-			Namespace:  metav1.NamespaceSystem,
-			Bundled:    bundled,
-		},
-		&dns.NodeHosts{Kubeconfig: kubeconfigs.admin},
-	}
+	comps := []component.Component{ds}
+	var node *agent.Agent
 	if !cfg.DisableAgent {
-		comps = append(comps, &agent.Agent{Config: &config.Agent{
+		nodeCfg := &config.Agent{
 			Node:      cfg.Node,
 			DataDir:   cfg.DataDir,
 			ServerURL: local,
@@ -162,7 +149,24 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			// in-process kubelet's watches, which upstream offers no other
 			// way to end, so the apiserver can shut down promptly.
 			LoadBalancerAddress: config.DefaultLoadBalancerAddress,
-		}})
+		}
+		// The runtime (helpers unpacked, containerd, the system images) gets
+		// ready while the control plane starts; the node's kubelet waits for it.
+		runtime := agent.NewRuntime(nodeCfg)
+		comps = append(comps, runtime)
+		node = &agent.Agent{Config: nodeCfg, Runtime: runtime}
+	}
+	comps = append(comps, api, &clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
+		&deploy.Controller{
+			Dir:        filepath.Join(l.root, "manifests"),
+			Kubeconfig: kubeconfigs.admin,
+			Namespace:  metav1.NamespaceSystem,
+			Bundled:    bundled,
+		},
+		&dns.NodeHosts{Kubeconfig: kubeconfigs.admin},
+	)
+	if node != nil {
+		comps = append(comps, node)
 	}
 	if err := component.Run(ctx, ready, comps...); err != nil {
 		return err

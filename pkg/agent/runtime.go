@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-io/skiff/pkg/agent/containerd"
+	"github.com/skiff-io/skiff/pkg/bundle"
+	"github.com/skiff-io/skiff/pkg/component"
+	"github.com/skiff-io/skiff/pkg/config"
+)
+
+// Runtime is a node's container runtime: the helper executables unpacked,
+// containerd running and the system images imported into it. None of that
+// needs the server, and on a first start it takes seconds, so Start returns
+// at once and the work goes on in the background: a server starts its node's
+// runtime beside its control plane. The kubelet starts after Wait.
+type Runtime struct {
+	cfg    *config.Agent
+	ready  chan struct{} // closed once containerd serves with the images in it
+	exited chan struct{} // closed once the runtime has stopped; err says why
+	err    error
+}
+
+// NewRuntime returns the runtime of the node cfg describes; Start starts it.
+func NewRuntime(cfg *config.Agent) *Runtime {
+	return &Runtime{cfg: cfg, ready: make(chan struct{}), exited: make(chan struct{})}
+}
+
+func (r *Runtime) Name() string { return "container-runtime" }
+
+// Start returns at once; a failure to unpack, to start containerd or to
+// import an image is reported by Wait, and ends the runtime.
+func (r *Runtime) Start(ctx context.Context) (<-chan error, error) {
+	done := make(chan error, 1)
+	go func() {
+		err := r.run(ctx)
+		if ctx.Err() != nil {
+			err = nil // stopped as asked
+		}
+		r.err = err
+		close(r.exited)
+		done <- err
+		close(done)
+	}()
+	return done, nil
+}
+
+func (r *Runtime) run(ctx context.Context) error {
+	comps, err := r.components()
+	if err != nil {
+		return err
+	}
+	return component.Run(ctx, func() { close(r.ready) }, comps...)
+}
+
+// Wait returns once the runtime is ready, or why it stopped before that.
+func (r *Runtime) Wait(ctx context.Context) error {
+	select {
+	case <-r.ready:
+		return nil
+	case <-r.exited:
+		if r.err == nil {
+			return errors.New("container runtime: stopped before it was ready")
+		}
+		return fmt.Errorf("container runtime: %w", r.err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Runtime) components() ([]component.Component, error) {
+	cfg := r.cfg
+	l := newLayout(cfg.DataDir)
+	for _, dir := range []string{l.root, l.etc} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	if err := os.MkdirAll(l.images, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", l.images, err)
+	}
+	// Before containerd mounts anything: volumes with Bidirectional
+	// propagation need a shared root mount, and many container images and
+	// minimal systems leave / private.
+	if err := unix.Mount("", "/", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return nil, fmt.Errorf("make / a shared mount (mount --make-rshared /): %w; skiff needs to run as root", err)
+	}
+	binDir, err := bundle.Extract(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("extract helper executables: %w", err)
+	}
+	logrus.Infof("helper executables in %s", binDir)
+
+	ctrd := &containerd.Process{Config: containerd.Config{
+		RootDir:        l.containerd,
+		StateDir:       filepath.Join(RunDir, "containerd"),
+		ConfigDir:      filepath.Join(l.etc, "containerd"),
+		Address:        containerd.DefaultAddress,
+		BinDir:         binDir,
+		CNIBinDir:      binDir,
+		CNIConfDir:     l.cniConf,
+		SandboxImage:   PauseImage,
+		Snapshotter:    cfg.Snapshotter,
+		RegistriesFile: cfg.RegistriesFile,
+		LogFile:        filepath.Join(l.containerd, "containerd.log"),
+		Debug:          cfg.Debug,
+	}}
+	images := &systemImages{
+		address: containerd.DefaultAddress,
+		binDir:  binDir,
+		dir:     &containerd.ImageDir{Dir: l.images, Address: containerd.DefaultAddress},
+	}
+	return []component.Component{ctrd, images}, nil
+}
+
+// afterRuntime starts a component once the runtime is ready.
+type afterRuntime struct {
+	runtime *Runtime
+	component.Component
+}
+
+func (a afterRuntime) Start(ctx context.Context) (<-chan error, error) {
+	if err := a.runtime.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return a.Component.Start(ctx)
+}
