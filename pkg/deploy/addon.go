@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -189,16 +191,21 @@ func (a *addons) ensure(ctx context.Context, existing *unstructured.Unstructured
 		u.SetName(f.Addon)
 		u.SetNamespace(a.namespace)
 		u.Object["spec"] = map[string]any{"source": f.Rel, "checksum": f.Checksum}
-		created, err := a.client.Namespace(a.namespace).Create(ctx, u, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
+		body, err := json.Marshal(u.Object)
+		if err != nil {
+			return nil, fmt.Errorf("encode addon %s: %w", f.Addon, err)
+		}
+		// Created by a server-side apply, not a create: the apiserver holds
+		// every create of a custom resource for 2 s while its CRD is new
+		// (for HA peers to catch up), and on a first start that is when
+		// the bundled addons are applied.
+		force := true
+		created, err := a.client.Namespace(a.namespace).Patch(ctx, f.Addon, types.ApplyPatchType, body,
+			metav1.PatchOptions{FieldManager: "skiff-deploy", Force: &force})
+		if err != nil {
 			return nil, fmt.Errorf("create addon %s: %w", f.Addon, err)
 		}
-		if err == nil {
-			return withGVK(created), nil
-		}
-		if existing, err = a.client.Namespace(a.namespace).Get(ctx, f.Addon, metav1.GetOptions{}); err != nil {
-			return nil, fmt.Errorf("get addon %s: %w", f.Addon, err)
-		}
+		return withGVK(created), nil
 	}
 	source, _, _ := unstructured.NestedString(existing.Object, "spec", "source")
 	checksum, _, _ := unstructured.NestedString(existing.Object, "spec", "checksum")
