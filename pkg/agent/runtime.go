@@ -57,7 +57,10 @@ func (r *Runtime) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return component.Run(ctx, func() { close(r.ready) }, comps...)
+	return component.Run(ctx, func() {
+		logrus.Info("container runtime ready: containerd serves and has the system images")
+		close(r.ready)
+	}, comps...)
 }
 
 // Wait returns once the runtime is ready, or why it stopped before that.
