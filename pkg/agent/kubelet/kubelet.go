@@ -5,6 +5,7 @@ package kubelet
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,6 +24,10 @@ import (
 // healthzPort is the kubelet's local health endpoint; it only listens on
 // loopback.
 const healthzPort = 10248
+
+// signalStopGrace is how long a kubelet that returned on a signal waits for
+// skiff to stop it before its return counts as a failure.
+const signalStopGrace = 10 * time.Second
 
 // Kubelet runs the kubelet as a component.
 type Kubelet struct {
@@ -142,20 +147,37 @@ func (k *Kubelet) Start(ctx context.Context) (<-chan error, error) {
 	cmd := kubeletapp.NewKubeletCommand(ctx)
 	cmd.SetArgs(k.Args(configFile))
 	done := make(chan error, 1)
+	healthy := make(chan struct{})
 	go func() {
-		// The kubelet stops with the process: upstream gives it no way to
-		// shut down from outside short of a signal.
 		err := cmd.ExecuteContext(ctx)
-		if err != nil {
+		if ctx.Err() == nil {
+			select {
+			case <-healthy:
+				// Upstream runs the kubelet on a context of its own that only
+				// SIGTERM or SIGINT ends. So when a running kubelet returns,
+				// the process has most likely got that signal, and skiff's
+				// own handling of it stops this component a moment later;
+				// reporting the return at once would race that orderly stop.
+				select {
+				case <-ctx.Done():
+				case <-time.After(signalStopGrace):
+				}
+			default:
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
 			done <- fmt.Errorf("kubelet exited: %w", err)
-		} else if ctx.Err() == nil {
-			done <- fmt.Errorf("kubelet exited")
+		default:
+			done <- errors.New("kubelet exited")
 		}
 		close(done)
 	}()
 	if err := waitHealthy(ctx, done, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthzPort), 2*time.Minute); err != nil {
 		return nil, fmt.Errorf("kubelet: %w", err)
 	}
+	close(healthy)
 	stopped := make(chan error, 1)
 	go func() {
 		select {
