@@ -48,29 +48,14 @@ func openArchive() (fs.File, error) {
 
 // Extract unpacks the embedded helpers under dataDir and returns the folder
 // holding the executables. When that folder exists, the archive is not
-// read at all. Within one process the work is done once per data dir:
-// later and concurrent calls get the first call's result.
+// read at all.
 func Extract(dataDir string) (string, error) {
-	v, _ := extractions.LoadOrStore(filepath.Clean(dataDir), &extraction{})
-	e := v.(*extraction)
-	e.once.Do(func() {
-		hash, err := ContentHash()
-		if err != nil {
-			e.err = err
-			return
-		}
-		e.binDir, e.err = extract(hash, dataDir, func() (io.ReadCloser, error) { return openArchive() })
-	})
-	return e.binDir, e.err
+	hash, err := ContentHash()
+	if err != nil {
+		return "", err
+	}
+	return extract(hash, dataDir, func() (io.ReadCloser, error) { return openArchive() })
 }
-
-type extraction struct {
-	once   sync.Once
-	binDir string
-	err    error
-}
-
-var extractions sync.Map // cleaned data dir -> *extraction
 
 // ContentHash names this binary's helpers: the same build always gives the
 // same value, so system images built from the helpers can be tagged with it

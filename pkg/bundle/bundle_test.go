@@ -191,8 +191,7 @@ func TestExtractStreamsEmbeddedArchive(t *testing.T) {
 	if limit := uint64(fi.Size()) / 2; cold > limit {
 		t.Errorf("extracting a %d-byte archive allocated %d bytes; it should stream (at most %d)", fi.Size(), cold, limit)
 	}
-	// A later start (a new process: Extract itself remembers its result)
-	// finds the folder and leaves the archive alone.
+	// A later start finds the folder and leaves the archive alone.
 	hash, err := ContentHash()
 	if err != nil {
 		t.Fatal(err)
@@ -206,8 +205,9 @@ func TestExtractStreamsEmbeddedArchive(t *testing.T) {
 	}
 }
 
-// A server prefetches while its agent, later, extracts: every caller gets
-// the same complete folder, and nothing half-extracted stays behind.
+// Extractions racing on one data dir (a node starting while `skiff crictl`
+// runs, say) all get the same complete folder, and nothing half-extracted
+// stays behind.
 func TestConcurrentExtractsAgree(t *testing.T) {
 	embeddedOrSkip(t)
 	dir := t.TempDir()
