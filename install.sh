@@ -23,17 +23,23 @@ fatal() {
 sh_quote() {
 	case $1 in
 	'' | *[!A-Za-z0-9_./:=,@+-]*)
-		printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+		# The "." keeps $(...) from eating the word's trailing newlines.
+		_shq=$(printf '%s.' "$1" | sed "s/'/'\\\\''/g")
+		printf "'%s'" "${_shq%.}"
 		;;
 	*) printf '%s' "$1" ;;
 	esac
 }
 
-# systemd_word WORD: WORD as one word of a systemd ExecStart= line.
+# systemd_word WORD: WORD as one word of a systemd ExecStart= line, where
+# systemd expands $VAR and %-specifiers and reads C escapes in quotes.
 systemd_word() {
 	case $1 in
 	'' | *[!A-Za-z0-9_./:=,@+-]*)
-		printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/%/%%/g' -e 's/\$/$$/g')"
+		# The sed script joins all lines first, so newlines become \n.
+		_sdw=$(printf '%s.' "$1" | sed -e ':a' -e '$!N' -e '$!ba' \
+			-e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/%/%%/g' -e 's/\$/$$/g' -e 's/\n/\\n/g')
+		printf '"%s"' "${_sdw%.}"
 		;;
 	*) printf '%s' "$1" ;;
 	esac
@@ -58,17 +64,36 @@ check_dir() {
 	esac
 }
 
-# write_file DEST MODE: atomically replace DEST with stdin, mode MODE.
+# write_file DEST MODE: atomically replace DEST with stdin, mode MODE,
+# unless DEST already holds exactly that. Sets FILE_CHANGED to true or
+# false; a pipeline runs it in a subshell, so where that matters, feed it
+# from a here-document instead.
 write_file() {
 	_tmp="$1.tmp.$$"
 	(umask 077 && cat >"$_tmp") || {
 		rm -f "$_tmp"
 		fatal "cannot write $1"
 	}
+	if [ -f "$1" ] && [ ! -L "$1" ] && cmp -s "$_tmp" "$1"; then
+		rm -f "$_tmp"
+		chmod "$2" "$1" || fatal "cannot chmod $1"
+		FILE_CHANGED=false
+		return
+	fi
 	if ! chmod "$2" "$_tmp" || ! mv -f "$_tmp" "$1"; then
 		rm -f "$_tmp"
 		fatal "cannot install $1"
 	fi
+	FILE_CHANGED=true
+}
+FILE_CHANGED=false
+# SERVICE_CHANGED: the binary or a file the service reads was replaced, so
+# a running service must restart to pick it up.
+SERVICE_CHANGED=false
+# write_service_file DEST MODE: write_file for a file the service reads.
+write_service_file() {
+	write_file "$1" "$2"
+	[ "$FILE_CHANGED" = false ] || SERVICE_CHANGED=true
 }
 
 # --- settings ---------------------------------------------------------------
@@ -106,14 +131,38 @@ done
 # The command line: INSTALL_SKIFF_EXEC (split on white space) followed by the
 # script's own arguments. A leading "server" or "agent" picks the mode.
 # The kubelet root dir (--kubelet-arg root-dir=...) and the config file
-# (--config) given there are remembered for skiff-killall.sh.
+# (--config) given there are remembered for skiff-killall.sh. Secrets
+# (--token, --agent-token, --datastore-endpoint, which may hold a password)
+# leave the command line for the service's environment file, mode 0600:
+# unit files and init scripts are world-readable, and so is a process's
+# command line.
 MODE=
 ARGS_SYSTEMD=
 ARGS_SH=
+# OpenRC evals command_args after splitting it on blanks, so each argument
+# that is not a plain word goes into a variable of the init script
+# (OPENRC_ARG_VARS) and command_args names the variable.
+OPENRC_ARGS=
+OPENRC_ARG_VARS=
+_openrc_vars=0
+SECRET_ARGS=
 KUBELET_DIR=
 CONFIG_ARG=
 _first=true
 _prev=
+_secret_flag=
+_secret_var=
+# set_secret VAR FLAG VALUE: VALUE of the secret FLAG goes to the service's
+# environment as VAR (exported, so env_lines writes it).
+set_secret() {
+	[ -n "$3" ] || fatal "$2 needs a value"
+	eval "$1=\$3"
+	export "${1?}"
+	case " $SECRET_ARGS " in
+	*" $1 "*) ;;
+	*) SECRET_ARGS="$SECRET_ARGS $1" ;;
+	esac
+}
 # kubelet_arg VALUE: one --kubelet-arg value.
 kubelet_arg() {
 	case $1 in
@@ -130,8 +179,41 @@ add_arg() {
 			;;
 		esac
 	fi
+	if [ -n "$_secret_var" ]; then
+		set_secret "$_secret_var" "$_secret_flag" "$1"
+		_secret_var=
+		return
+	fi
+	# Go's flag syntax, which skiff's CLI uses: one or two dashes, the value
+	# after "=" or as the next argument.
+	case $1 in
+	--token | -token | --t | -t) _secret_var=SKIFF_TOKEN ;;
+	--agent-token | -agent-token) _secret_var=SKIFF_AGENT_TOKEN ;;
+	--datastore-endpoint | -datastore-endpoint) _secret_var=SKIFF_DATASTORE_ENDPOINT ;;
+	--token=* | -token=* | --t=* | -t=*) set_secret SKIFF_TOKEN "${1%%=*}" "${1#*=}" ;;
+	--agent-token=* | -agent-token=*) set_secret SKIFF_AGENT_TOKEN "${1%%=*}" "${1#*=}" ;;
+	--datastore-endpoint=* | -datastore-endpoint=*) set_secret SKIFF_DATASTORE_ENDPOINT "${1%%=*}" "${1#*=}" ;;
+	*)
+		add_service_arg "$1"
+		return
+		;;
+	esac
+	[ -z "$_secret_var" ] || _secret_flag=$1
+	_prev=
+}
+# add_service_arg ARG: ARG goes on the service's command line.
+add_service_arg() {
 	ARGS_SYSTEMD="$ARGS_SYSTEMD $(systemd_word "$1")"
 	ARGS_SH="$ARGS_SH $(sh_quote "$1")"
+	case $1 in
+	'' | *[!A-Za-z0-9_./:=,@+-]*)
+		_openrc_vars=$((_openrc_vars + 1))
+		OPENRC_ARG_VARS="${OPENRC_ARG_VARS}skiff_arg_$_openrc_vars=$(sh_quote "$1")
+"
+		OPENRC_ARGS="$OPENRC_ARGS \"\$skiff_arg_$_openrc_vars\""
+		;;
+	*) OPENRC_ARGS="$OPENRC_ARGS $1" ;;
+	esac
 	case $_prev in
 	--kubelet-arg | -kubelet-arg) kubelet_arg "$1" ;;
 	--config | -config | -c) CONFIG_ARG=$1 ;;
@@ -147,6 +229,7 @@ set -f
 for _a in ${INSTALL_SKIFF_EXEC:-}; do add_arg "$_a"; done
 set +f
 for _a in "$@"; do add_arg "$_a"; done
+[ -z "$_secret_var" ] || fatal "$_secret_flag needs a value"
 
 if [ -z "$MODE" ]; then
 	if [ -n "$SKIFF_URL" ]; then MODE=agent; else MODE=server; fi
@@ -193,6 +276,12 @@ systemd | openrc | none) ;;
 esac
 
 SKIFF="$BIN_DIR/skiff"
+# OpenRC evals the command path unquoted, as it does command_args.
+if [ "$INIT" = openrc ]; then
+	case $SKIFF in
+	*[!A-Za-z0-9_./:=,@+-]*) fatal "with OpenRC, INSTALL_SKIFF_BIN_DIR may only contain letters, digits and '_./:=,@+-' (got '$BIN_DIR')" ;;
+	esac
+fi
 KILLALL="$BIN_DIR/skiff-killall.sh"
 UNINSTALL="$BIN_DIR/$NAME-uninstall.sh"
 UNIT="$SYSTEMD_DIR/$NAME.service"
@@ -293,6 +382,7 @@ install_binary() {
 	chmod 0755 "$BIN_TMP" || fatal "cannot chmod $BIN_TMP"
 	mv -f "$BIN_TMP" "$SKIFF" || fatal "cannot move the skiff binary into place at $SKIFF"
 	BIN_TMP=
+	SERVICE_CHANGED=true
 	info "Installed skiff binary to $SKIFF"
 }
 
@@ -353,7 +443,9 @@ env_lines() {
 install_config() {
 	[ -n "${INSTALL_SKIFF_CONFIG:-}" ] || return 0
 	mkdir -p "$CONFIG_DIR" || fatal "cannot create $CONFIG_DIR"
-	printf '%s\n' "$INSTALL_SKIFF_CONFIG" | write_file "$CONFIG_FILE" 0600
+	write_service_file "$CONFIG_FILE" 0600 <<EOF
+$INSTALL_SKIFF_CONFIG
+EOF
 	info "Wrote $CONFIG_FILE (mode 0600)"
 }
 
@@ -361,9 +453,12 @@ install_config() {
 
 install_systemd() {
 	mkdir -p "$SYSTEMD_DIR" || fatal "cannot create $SYSTEMD_DIR"
-	env_lines systemd | write_file "$UNIT_ENV" 0600
+	_env=$(env_lines systemd)
+	write_service_file "$UNIT_ENV" 0600 <<EOF
+$_env
+EOF
 	info "Wrote $UNIT_ENV (mode 0600)"
-	write_file "$UNIT" 0644 <<EOF
+	write_service_file "$UNIT" 0644 <<EOF
 [Unit]
 Description=Skiff Kubernetes ($MODE)
 Documentation=https://github.com/skiff-io/skiff
@@ -402,21 +497,32 @@ EOF
 		info "Enabled $NAME"
 	fi
 	if [ "$SKIP_START" != true ]; then
-		info "Starting $NAME"
-		systemctl restart "$NAME" || fatal "systemctl restart $NAME failed: see 'journalctl -u $NAME'"
+		if [ "$SERVICE_CHANGED" = true ]; then
+			info "Starting $NAME"
+			systemctl restart "$NAME" || fatal "systemctl restart $NAME failed: see 'journalctl -u $NAME'"
+		else
+			# Nothing it reads changed: a restart would only interrupt it.
+			info "$NAME is up to date: starting it only if it is not running"
+			systemctl start "$NAME" || fatal "systemctl start $NAME failed: see 'journalctl -u $NAME'"
+		fi
 	fi
 }
 
 install_openrc() {
 	mkdir -p "$OPENRC_DIR" "$CONFIG_DIR" || fatal "cannot create $OPENRC_DIR or $CONFIG_DIR"
-	env_lines sh | write_file "$OPENRC_ENV" 0600
+	_env=$(env_lines sh)
+	write_service_file "$OPENRC_ENV" 0600 <<EOF
+$_env
+EOF
 	info "Wrote $OPENRC_ENV (mode 0600)"
-	write_file "$OPENRC_SCRIPT" 0755 <<EOF
+	write_service_file "$OPENRC_SCRIPT" 0755 <<EOF
 #!/sbin/openrc-run
 # Generated by the skiff installer.
 description="Skiff Kubernetes ($MODE)"
 command=$(sh_quote "$SKIFF")
-command_args="$MODE$ARGS_SH"
+# OpenRC splits command_args on blanks and evals the words: an argument
+# that is not a plain word stays whole as a variable named there.
+${OPENRC_ARG_VARS}command_args='$MODE$OPENRC_ARGS'
 command_background=true
 supervisor=supervise-daemon
 respawn_delay=5
@@ -448,6 +554,11 @@ EOF
 	fi
 	if [ "$SKIP_START" != true ]; then
 		command -v rc-service >/dev/null 2>&1 || fatal "INSTALL_SKIFF_INIT=openrc but rc-service is not in PATH"
+		# Nothing it reads changed: a restart would only interrupt it.
+		if [ "$SERVICE_CHANGED" = false ] && rc-service "$NAME" status >/dev/null 2>&1; then
+			info "$NAME is up to date and running: not restarting it"
+			return
+		fi
 		info "Starting $NAME"
 		rc-service "$NAME" restart || fatal "rc-service $NAME restart failed: see /var/log/$NAME.log"
 	fi
@@ -946,8 +1057,15 @@ case $INIT in
 systemd) install_systemd ;;
 openrc) install_openrc ;;
 none)
-	_hint="$SKIFF $MODE$ARGS_SH"
-	[ "$MODE" != agent ] || _hint="SKIFF_URL=... SKIFF_TOKEN=... $_hint"
+	_env_hint=
+	[ "$MODE" != agent ] || _env_hint="SKIFF_URL=... SKIFF_TOKEN=... "
+	for _n in $SECRET_ARGS; do
+		case $_env_hint in
+		*"$_n=..."*) ;;
+		*) _env_hint="$_env_hint$_n=... " ;;
+		esac
+	done
+	_hint="$_env_hint$SKIFF $MODE$ARGS_SH"
 	info "No service manager (systemd or OpenRC) in use, so no service was installed: start skiff by hand with: $_hint"
 	;;
 esac

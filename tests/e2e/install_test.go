@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -377,7 +378,7 @@ func TestInstallIntoTempRoot(t *testing.T) {
 		r := newInstallRoot(t)
 		r.install(t, []string{"INSTALL_SKIFF_INIT=openrc", "SKIFF_URL=https://192.0.2.10:6443", "SKIFF_TOKEN=" + token})
 		script := readFile(t, filepath.Join(r.openrc, "skiff-agent"))
-		for _, want := range []string{"#!/sbin/openrc-run\n", "command=" + filepath.Join(r.bin, "skiff") + "\n", "command_args=\"agent\"\n"} {
+		for _, want := range []string{"#!/sbin/openrc-run\n", "command=" + filepath.Join(r.bin, "skiff") + "\n", "command_args='agent'\n"} {
 			if !strings.Contains(script, want) {
 				t.Errorf("openrc script lacks %q:\n%s", want, script)
 			}
@@ -454,6 +455,327 @@ func TestInstallIntoTempRoot(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(r.bin, name)); !os.IsNotExist(err) {
 				t.Errorf("%s exists with INSTALL_SKIFF_SYMLINK=skip", name)
 			}
+		}
+	})
+}
+
+// fakeSkiffBinary writes a small stand-in for the skiff binary, so tests
+// that only look at the service files need not copy the real one.
+func fakeSkiffBinary(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "skiff")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n# "+content+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// openrcHarness does with a generated OpenRC script what openrc-run and
+// supervise-daemon.sh do: source it, then eval the command line unquoted
+// ("eval supervise-daemon ... $command -- $command_args ..."). It writes
+// each resulting argument to <out>/argv.<n> and the SKIFF_* environment
+// the script exports to <out>/env.
+const openrcHarness = `out=$2
+. "$1"
+record() {
+	n=0
+	for a in "$@"; do
+		n=$((n + 1))
+		printf '%s' "$a" >"$out/argv.$n"
+	done
+}
+eval record $command -- $command_args $command_args_foreground
+env | grep '^SKIFF_' | sort >"$out/env"
+`
+
+// openrcLaunch runs the OpenRC script at path through openrcHarness and
+// returns the argv supervise-daemon would get after "--", and the SKIFF_*
+// environment lines.
+func openrcLaunch(t *testing.T, path string) (argv []string, env string) {
+	t.Helper()
+	dir := t.TempDir()
+	harness := filepath.Join(dir, "harness.sh")
+	if err := os.WriteFile(harness, []byte(openrcHarness), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, output := runScript(t, []string{"PATH=" + os.Getenv("PATH")}, harness, path, out); code != 0 {
+		t.Fatalf("sourcing %s the way OpenRC does exited with %d:\n%s", path, code, output)
+	}
+	for n := 1; ; n++ {
+		b, err := os.ReadFile(filepath.Join(out, "argv."+strconv.Itoa(n)))
+		if os.IsNotExist(err) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		argv = append(argv, string(b))
+	}
+	if len(argv) < 2 || argv[1] != "--" {
+		t.Fatalf("OpenRC command line %q does not start with the command and --", argv)
+	}
+	return append([]string{argv[0]}, argv[2:]...), readFile(t, filepath.Join(out, "env"))
+}
+
+// TestInstallQuotesServiceArguments: arguments full of shell and systemd
+// syntax reach skiff byte for byte through the OpenRC script and the
+// systemd unit.
+func TestInstallQuotesServiceArguments(t *testing.T) {
+	args := []string{
+		"--node-label", `note=a $HOME ` + "`id`" + ` "q" it's`,
+		"--node-label", "spaces=two  and\ta tab\nand a newline",
+		"--node-label", `odd=100% ${PATH} \n \\ ; * ?`,
+		"--kubelet-arg", "max-pods=20",
+	}
+
+	t.Run("openrc", func(t *testing.T) {
+		r := newInstallRoot(t)
+		r.install(t, []string{"INSTALL_SKIFF_INIT=openrc", "INSTALL_SKIFF_SKIP_START=true", "INSTALL_SKIFF_SKIP_ENABLE=true"}, args...)
+		script := filepath.Join(r.openrc, "skiff")
+		argv, _ := openrcLaunch(t, script)
+		want := append([]string{filepath.Join(r.bin, "skiff"), "server"}, args...)
+		if !slices.Equal(argv, want) {
+			t.Errorf("OpenRC would start\n%q\nwant\n%q\nscript:\n%s", argv, want, readFile(t, script))
+		}
+	})
+
+	t.Run("systemd", func(t *testing.T) {
+		r := newInstallRoot(t)
+		r.install(t, []string{"INSTALL_SKIFF_INIT=systemd", "INSTALL_SKIFF_SKIP_START=true", "INSTALL_SKIFF_SKIP_ENABLE=true"}, args...)
+		// systemd's rules: in double quotes \" and \\ are escapes and \n a
+		// newline, $$ is a literal $ and %% a literal %, in any word.
+		want := "ExecStart=" + filepath.Join(r.bin, "skiff") + " server" +
+			` --node-label "note=a $$HOME ` + "`id`" + ` \"q\" it's"` +
+			` --node-label "spaces=two  and` + "\t" + `a tab\nand a newline"` +
+			` --node-label "odd=100%% $${PATH} \\n \\\\ ; * ?"` +
+			` --kubelet-arg max-pods=20`
+		if got := unitExecStart(t, readFile(t, filepath.Join(r.systemd, "skiff.service"))); got != want {
+			t.Errorf("got  %q\nwant %q", got, want)
+		}
+	})
+}
+
+// TestInstallKeepsSecretsOffCommandLines: a token, agent token or datastore
+// endpoint given as an argument goes to the service's environment file,
+// readable by root only, and into no unit, init script or output.
+func TestInstallKeepsSecretsOffCommandLines(t *testing.T) {
+	const (
+		token      = "K10" + "0123456789abcdef" + "::server:tok-secret"
+		agentToken = "agent-secret"
+		endpoint   = "postgres://skiff:db-secret@192.0.2.20:5432/skiff"
+	)
+	secrets := []string{"tok-secret", agentToken, "db-secret"}
+
+	// checkSecretFiles: only envFile holds a secret, and it is not readable
+	// by group or others.
+	checkSecretFiles := func(t *testing.T, r *installRoot, envFile string) {
+		t.Helper()
+		err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, s := range secrets {
+				if !bytes.Contains(b, []byte(s)) {
+					continue
+				}
+				if p != envFile {
+					t.Errorf("%s holds the secret %q:\n%s", p, s, b)
+				}
+				fi, err := os.Stat(p)
+				if err != nil {
+					return err
+				}
+				if fi.Mode().Perm()&0o077 != 0 {
+					t.Errorf("%s holds the secret %q and has mode %o", p, s, fi.Mode().Perm())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// extra: the installer's variables (a later one wins over the same
+	// name in installRoot.env).
+	extra := func(init string, more ...string) []string {
+		return append([]string{"INSTALL_SKIFF_BIN=" + fakeSkiffBinary(t, "v1"),
+			"INSTALL_SKIFF_INIT=" + init, "INSTALL_SKIFF_SKIP_START=true", "INSTALL_SKIFF_SKIP_ENABLE=true"}, more...)
+	}
+	install := func(t *testing.T, r *installRoot, extra []string, args ...string) string {
+		t.Helper()
+		out := r.install(t, extra, args...)
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("installer output shows the secret %q:\n%s", s, out)
+			}
+		}
+		return out
+	}
+
+	t.Run("systemd", func(t *testing.T) {
+		r := newInstallRoot(t)
+		// The argument wins over SKIFF_TOKEN, as skiff's flags win over
+		// its environment.
+		install(t, r, extra("systemd", "SKIFF_TOKEN=from-the-environment"),
+			"server", "--token", token, "--agent-token="+agentToken, "--node-label", "a=b", "--datastore-endpoint", endpoint)
+		unit := readFile(t, filepath.Join(r.systemd, "skiff.service"))
+		if got, want := unitExecStart(t, unit), "ExecStart="+filepath.Join(r.bin, "skiff")+" server --node-label a=b"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		envFile := filepath.Join(r.systemd, "skiff.service.env")
+		env := readFile(t, envFile)
+		for _, want := range []string{"SKIFF_TOKEN=" + token + "\n", "SKIFF_AGENT_TOKEN=" + agentToken + "\n", "SKIFF_DATASTORE_ENDPOINT=" + endpoint + "\n"} {
+			if !strings.Contains(env, want) {
+				t.Errorf("env file lacks %q:\n%s", strings.TrimSpace(want), env)
+			}
+		}
+		if strings.Contains(env, "from-the-environment") {
+			t.Errorf("env file kept SKIFF_TOKEN from the environment over --token:\n%s", env)
+		}
+		assertMode(t, envFile, 0o600)
+		checkSecretFiles(t, r, envFile)
+	})
+
+	t.Run("openrc", func(t *testing.T) {
+		r := newInstallRoot(t)
+		install(t, r, extra("openrc", "SKIFF_URL=https://192.0.2.10:6443"),
+			"agent", "--token="+token, "--node-label", "a=b")
+		envFile := filepath.Join(r.config, "skiff-agent.env")
+		assertMode(t, envFile, 0o600)
+		checkSecretFiles(t, r, envFile)
+		argv, env := openrcLaunch(t, filepath.Join(r.openrc, "skiff-agent"))
+		if want := []string{filepath.Join(r.bin, "skiff"), "agent", "--node-label", "a=b"}; !slices.Equal(argv, want) {
+			t.Errorf("OpenRC would start %q, want %q", argv, want)
+		}
+		if want := "SKIFF_TOKEN=" + token + "\n"; !strings.Contains(env, want) {
+			t.Errorf("the OpenRC script exports %q, want it to hold %q", env, strings.TrimSpace(want))
+		}
+	})
+
+	t.Run("no-service", func(t *testing.T) {
+		r := newInstallRoot(t)
+		out := install(t, r, extra("none"), "-t", token)
+		if !strings.Contains(out, "SKIFF_TOKEN=... "+filepath.Join(r.bin, "skiff")+" server\n") {
+			t.Errorf("the manual-start hint does not point at SKIFF_TOKEN:\n%s", out)
+		}
+	})
+
+	for _, arg := range []string{"--token", "--agent-token=", "--datastore-endpoint"} {
+		t.Run("missing-value"+arg, func(t *testing.T) {
+			r := newInstallRoot(t)
+			code, out := runScript(t, r.env(extra("systemd")...), installScript(t), "server", arg)
+			flag := strings.TrimSuffix(arg, "=")
+			if code == 0 || !strings.Contains(out, "[ERROR] "+flag+" needs a value") {
+				t.Errorf("install with %s and no value: exit %d:\n%s", arg, code, out)
+			}
+			if _, err := os.Stat(filepath.Join(r.bin, "skiff")); !os.IsNotExist(err) {
+				t.Errorf("failed install still wrote the binary (%v)", err)
+			}
+		})
+	}
+}
+
+// TestInstallRestartsOnlyOnChange: re-running the installer with nothing
+// changed leaves a running service alone (and its files untouched); a new
+// binary, unit or init script, or environment does restart it.
+func TestInstallRestartsOnlyOnChange(t *testing.T) {
+	for _, tc := range []struct {
+		init, serviceFile, envFile string
+		// unchanged: the service calls of a re-run with nothing changed
+		// while the service runs.
+		unchanged string
+		restart   string
+	}{
+		{"systemd", "etc/systemd/system/skiff.service", "etc/systemd/system/skiff.service.env",
+			"systemctl daemon-reload\nsystemctl enable skiff\nsystemctl start skiff\n", "systemctl restart skiff\n"},
+		{"openrc", "etc/init.d/skiff", "etc/skiff/skiff.env",
+			"rc-update add skiff default\nrc-service skiff status\n", "rc-service skiff restart\n"},
+	} {
+		t.Run(tc.init, func(t *testing.T) {
+			r := newInstallRoot(t)
+			v1, v2 := fakeSkiffBinary(t, "v1"), fakeSkiffBinary(t, "v2")
+			// A later variable wins over the same name in installRoot.env.
+			env := func(binary string, extra ...string) []string {
+				return r.env(append([]string{"INSTALL_SKIFF_BIN=" + binary, "INSTALL_SKIFF_INIT=" + tc.init}, extra...)...)
+			}
+			run := func(env []string, args ...string) string {
+				t.Helper()
+				if err := os.Remove(r.calls); err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				code, out := runScript(t, env, installScript(t), args...)
+				if code != 0 {
+					t.Fatalf("install.sh exited with %d:\n%s", code, out)
+				}
+				checkMessageFormat(t, out)
+				return r.systemctlCalls(t)
+			}
+			modTimes := func() map[string]time.Time {
+				m := map[string]time.Time{}
+				for _, rel := range []string{"usr/local/bin/skiff", tc.serviceFile, tc.envFile} {
+					fi, err := os.Stat(filepath.Join(r.root, rel))
+					if err != nil {
+						t.Fatal(err)
+					}
+					m[rel] = fi.ModTime()
+				}
+				return m
+			}
+
+			if calls := run(env(v1), "--node-label", "a=b"); !strings.HasSuffix(calls, tc.restart) {
+				t.Fatalf("first install: service calls\n%s\nwant a restart", calls)
+			}
+			before := modTimes()
+			// Coarse file system clocks must not hide a rewrite.
+			time.Sleep(20 * time.Millisecond)
+			if calls := run(env(v1), "--node-label", "a=b"); calls != tc.unchanged {
+				t.Errorf("unchanged re-run: service calls\n%s\nwant\n%s", calls, tc.unchanged)
+			}
+			for rel, mtime := range modTimes() {
+				if !mtime.Equal(before[rel]) {
+					t.Errorf("unchanged re-run rewrote %s", rel)
+				}
+			}
+
+			for _, change := range []struct {
+				what string
+				env  []string
+				args []string
+			}{
+				{"binary", env(v2), []string{"--node-label", "a=b"}},
+				{"arguments", env(v2), []string{"--node-label", "a=c"}},
+				{"environment", env(v2, "SKIFF_NODE_NAME=n1"), []string{"--node-label", "a=c"}},
+			} {
+				if calls := run(change.env, change.args...); !strings.HasSuffix(calls, tc.restart) {
+					t.Errorf("re-run with a new %s: service calls\n%s\nwant a restart", change.what, calls)
+				}
+			}
+		})
+	}
+
+	// A service that is not running is started even when nothing changed.
+	t.Run("openrc-stopped", func(t *testing.T) {
+		r := newInstallRoot(t)
+		extra := []string{"INSTALL_SKIFF_BIN=" + fakeSkiffBinary(t, "v1"), "INSTALL_SKIFF_INIT=openrc"}
+		r.install(t, extra)
+		stopped := fmt.Sprintf("#!/bin/sh\necho rc-service \"$@\" >> %q\n[ \"$2\" != status ] || exit 3\n", r.calls)
+		if err := os.WriteFile(filepath.Join(r.fakeBin, "rc-service"), []byte(stopped), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(r.calls); err != nil {
+			t.Fatal(err)
+		}
+		r.install(t, extra)
+		if want := "rc-update add skiff default\nrc-service skiff status\nrc-service skiff restart\n"; r.systemctlCalls(t) != want {
+			t.Errorf("re-run with the service stopped: calls\n%s\nwant\n%s", r.systemctlCalls(t), want)
 		}
 	})
 }
