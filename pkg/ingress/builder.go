@@ -240,7 +240,7 @@ func findSlicePort(slice *discoveryv1.EndpointSlice, servicePortName string) *in
 func (b *configBuilder) keyPair(namespace, name string, used map[string]parsedKeyPair) (*tls.Certificate, *problem) {
 	secret, err := b.secrets.Secrets(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
-		return nil, &problem{reason: "TLSSecretNotFound", message: fmt.Sprintf("TLS Secret %s/%s not found", namespace, name)}
+		return nil, &problem{reason: "TLSSecretNotFound", message: fmt.Sprintf("TLS Secret %s/%s not found (only Secrets of type %q are watched)", namespace, name, corev1.SecretTypeTLS)}
 	}
 	if err != nil {
 		return nil, &problem{reason: "TLSSecretNotFound", message: fmt.Sprintf("get TLS Secret %s/%s: %v", namespace, name, err)}

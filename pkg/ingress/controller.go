@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -23,6 +25,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
+
+// tlsSecretSelector selects the Secrets the controller watches.
+var tlsSecretSelector = fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS)).String()
 
 // Options configure a Controller.
 type Options struct {
@@ -96,7 +101,13 @@ func NewController(client kubernetes.Interface, opts Options) (*Controller, erro
 	classes := cluster.Networking().V1().IngressClasses()
 	services := cluster.Core().V1().Services()
 	slices := cluster.Discovery().V1().EndpointSlices()
-	secrets := cluster.Core().V1().Secrets()
+	// Only TLS Secrets can back an Ingress: filtering on the server keeps
+	// every other Secret of the cluster (service account tokens, passwords,
+	// registry credentials) out of this process's memory.
+	tlsOnly := informers.NewSharedInformerFactoryWithOptions(client, opts.Resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = tlsSecretSelector }))
+	c.factories = append(c.factories, tlsOnly)
+	secrets := tlsOnly.Core().V1().Secrets()
 	watched := []watchedInformer{
 		{"ingresses", ingresses.Informer()},
 		{"ingressclasses", classes.Informer()},

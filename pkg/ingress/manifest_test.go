@@ -119,4 +119,11 @@ func TestDeploymentManifestMatchesTheProgram(t *testing.T) {
 			t.Errorf("ClusterRole does not allow %s on %s in group %q", need[2], need[1], need[0])
 		}
 	}
+	// Secrets hold the cluster's credentials: the role grants no more on
+	// them than the TLS-only informer uses.
+	for _, verb := range []string{"get", "create", "update", "patch", "delete", "deletecollection", "*"} {
+		if allowed("", "secrets", verb) {
+			t.Errorf("ClusterRole allows %s on secrets, which the controller never does", verb)
+		}
+	}
 }
