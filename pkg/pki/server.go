@@ -22,9 +22,9 @@ import (
 const (
 	caValidity   = 10 * 365 * 24 * time.Hour
 	leafValidity = 365 * 24 * time.Hour
-	// renewBefore gives operators a full quarter of restarts to pick up new leaves
-	// before the old ones actually expire.
-	renewBefore = 90 * 24 * time.Hour
+	// RenewBefore is how close to expiry a leaf is re-issued at start: four
+	// months of restarts to pick up new leaves before the old ones expire.
+	RenewBefore = 120 * 24 * time.Hour
 	// backdate tolerates clocks of other nodes being slightly behind ours.
 	backdate = 5 * time.Minute
 
@@ -45,8 +45,18 @@ type ServerOptions struct {
 
 // ServerPKI is the set of files in one directory (mode 0700); all paths are absolute.
 type ServerPKI struct {
-	Dir                                         string
-	ServerCACert, ServerCAKey                   string
+	Dir                       string
+	ServerCACert, ServerCAKey string
+	// The kubelet-serving CA signs only kubelet serving certificates, so a
+	// node's certificate can never pass for the apiserver: pods and kubelets
+	// trust the server CA, which this CA is not part of.
+	KubeletServingCACert, KubeletServingCAKey string
+	// KubeletTrustBundle is what the apiserver verifies kubelets with: the
+	// kubelet-serving CA and, while nodes that joined before it existed
+	// still serve certificates from the server CA, that CA too.
+	KubeletTrustBundle string
+	// LegacyKubeletServingMarker exists while that migration is unfinished.
+	LegacyKubeletServingMarker                  string
 	ClientCACert, ClientCAKey                   string
 	RequestHeaderCACert, RequestHeaderCAKey     string
 	ServiceAccountKey                           string
@@ -61,26 +71,30 @@ type ServerPKI struct {
 func newServerPKI(dir string) *ServerPKI {
 	f := func(name string) string { return filepath.Join(dir, name) }
 	return &ServerPKI{
-		Dir:                   dir,
-		ServerCACert:          f("server-ca.crt"),
-		ServerCAKey:           f("server-ca.key"),
-		ClientCACert:          f("client-ca.crt"),
-		ClientCAKey:           f("client-ca.key"),
-		RequestHeaderCACert:   f("request-header-ca.crt"),
-		RequestHeaderCAKey:    f("request-header-ca.key"),
-		ServiceAccountKey:     f("service.key"),
-		ServingCert:           f("serving-kube-apiserver.crt"),
-		ServingKey:            f("serving-kube-apiserver.key"),
-		AdminCert:             f("client-admin.crt"),
-		AdminKey:              f("client-admin.key"),
-		ControllerManagerCert: f("client-controller-manager.crt"),
-		ControllerManagerKey:  f("client-controller-manager.key"),
-		SchedulerCert:         f("client-scheduler.crt"),
-		SchedulerKey:          f("client-scheduler.key"),
-		KubeletClientCert:     f("client-kube-apiserver.crt"),
-		KubeletClientKey:      f("client-kube-apiserver.key"),
-		AuthProxyCert:         f("client-auth-proxy.crt"),
-		AuthProxyKey:          f("client-auth-proxy.key"),
+		Dir:                        dir,
+		ServerCACert:               f("server-ca.crt"),
+		ServerCAKey:                f("server-ca.key"),
+		KubeletServingCACert:       f("kubelet-serving-ca.crt"),
+		KubeletServingCAKey:        f("kubelet-serving-ca.key"),
+		KubeletTrustBundle:         f("kubelet-trust-bundle.crt"),
+		LegacyKubeletServingMarker: f("kubelet-serving-legacy"),
+		ClientCACert:               f("client-ca.crt"),
+		ClientCAKey:                f("client-ca.key"),
+		RequestHeaderCACert:        f("request-header-ca.crt"),
+		RequestHeaderCAKey:         f("request-header-ca.key"),
+		ServiceAccountKey:          f("service.key"),
+		ServingCert:                f("serving-kube-apiserver.crt"),
+		ServingKey:                 f("serving-kube-apiserver.key"),
+		AdminCert:                  f("client-admin.crt"),
+		AdminKey:                   f("client-admin.key"),
+		ControllerManagerCert:      f("client-controller-manager.crt"),
+		ControllerManagerKey:       f("client-controller-manager.key"),
+		SchedulerCert:              f("client-scheduler.crt"),
+		SchedulerKey:               f("client-scheduler.key"),
+		KubeletClientCert:          f("client-kube-apiserver.crt"),
+		KubeletClientKey:           f("client-kube-apiserver.key"),
+		AuthProxyCert:              f("client-auth-proxy.crt"),
+		AuthProxyKey:               f("client-auth-proxy.key"),
 	}
 }
 
@@ -102,7 +116,7 @@ type leafSpec struct {
 }
 
 // EnsureServer creates whatever is missing in dir and reuses what exists. CAs and keys
-// are never replaced; leaf certificates are re-issued when missing, expiring within 90
+// are never replaced; leaf certificates are re-issued when missing, expiring within 120
 // days, not signed by the current CA, or (for the serving certificate) when the SAN set
 // changed.
 func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
@@ -118,8 +132,27 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 	}
 	p := newServerPKI(abs)
 
+	// A server CA without a kubelet-serving CA is a cluster made before the
+	// latter existed: its nodes serve certificates from the server CA until
+	// their next start.
+	upgrading, err := migratingToKubeletServingCA(p)
+	if err != nil {
+		return nil, err
+	}
 	serverCA, err := ensureCA(p.ServerCACert, p.ServerCAKey, "skiff-server-ca")
 	if err != nil {
+		return nil, err
+	}
+	kubeletServingCA, err := ensureCA(p.KubeletServingCACert, p.KubeletServingCAKey, "skiff-kubelet-serving-ca")
+	if err != nil {
+		return nil, err
+	}
+	if upgrading {
+		if err := WriteFileAtomic(p.LegacyKubeletServingMarker, []byte("nodes may still serve certificates signed by server-ca.crt\n"), certMode); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.writeKubeletTrustBundle(kubeletServingCA, serverCA); err != nil {
 		return nil, err
 	}
 	clientCA, err := ensureCA(p.ClientCACert, p.ClientCAKey, "skiff-client-ca")
@@ -155,6 +188,66 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 	return p, nil
 }
 
+func migratingToKubeletServingCA(p *ServerPKI) (bool, error) {
+	serverCA, err := readOptional(p.ServerCACert)
+	if err != nil {
+		return false, err
+	}
+	kubeletCA, err := readOptional(p.KubeletServingCACert)
+	if err != nil {
+		return false, err
+	}
+	return serverCA != nil && kubeletCA == nil, nil
+}
+
+// writeKubeletTrustBundle writes the CAs the apiserver accepts kubelet
+// serving certificates from; the server CA is among them only while the
+// legacy marker exists.
+func (p *ServerPKI) writeKubeletTrustBundle(kubeletServingCA, serverCA *certAuthority) error {
+	legacy, err := p.LegacyKubeletServing()
+	if err != nil {
+		return err
+	}
+	bundle := slices.Clone(kubeletServingCA.certPEM)
+	if legacy {
+		bundle = append(bundle, serverCA.certPEM...)
+	}
+	if old, err := readOptional(p.KubeletTrustBundle); err == nil && bytes.Equal(old, bundle) {
+		return nil
+	}
+	return WriteFileAtomic(p.KubeletTrustBundle, bundle, certMode)
+}
+
+// LegacyKubeletServing reports whether nodes may still serve certificates
+// signed by the server CA.
+func (p *ServerPKI) LegacyKubeletServing() (bool, error) {
+	_, err := os.Stat(p.LegacyKubeletServingMarker)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", p.LegacyKubeletServingMarker, err)
+	}
+	return true, nil
+}
+
+// FinishKubeletServingMigration stops trusting the server CA for kubelets,
+// once every node serves a certificate from the kubelet-serving CA.
+func (p *ServerPKI) FinishKubeletServingMigration() error {
+	if err := os.Remove(p.LegacyKubeletServingMarker); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", p.LegacyKubeletServingMarker, err)
+	}
+	kubeletCA, err := loadCA(p.KubeletServingCACert, p.KubeletServingCAKey)
+	if err != nil {
+		return err
+	}
+	serverCA, err := loadCA(p.ServerCACert, p.ServerCAKey)
+	if err != nil {
+		return err
+	}
+	return p.writeKubeletTrustBundle(kubeletCA, serverCA)
+}
+
 // ServerCABundle returns the PEM bytes of server-ca.crt.
 func (p *ServerPKI) ServerCABundle() ([]byte, error) {
 	b, err := os.ReadFile(p.ServerCACert)
@@ -177,15 +270,16 @@ func (p *ServerPKI) SignClientCert(commonName string, orgs []string, pub crypto.
 	return signChain(ca, leafSpec{commonName: commonName, orgs: orgs, usage: x509.ExtKeyUsageClientAuth}, pub)
 }
 
-// SignServingCert signs pub with the server CA for serving TLS. It returns the leaf
-// PEM followed by the server CA PEM.
-func (p *ServerPKI) SignServingCert(commonName string, dnsNames []string, ips []net.IP, pub crypto.PublicKey) ([]byte, error) {
+// SignKubeletServingCert signs pub with the kubelet-serving CA for a
+// kubelet's serving TLS; the caller decides which names a node may have. It
+// returns the leaf PEM followed by the kubelet-serving CA PEM.
+func (p *ServerPKI) SignKubeletServingCert(commonName string, dnsNames []string, ips []net.IP, pub crypto.PublicKey) ([]byte, error) {
 	if commonName == "" {
-		return nil, errors.New("sign serving certificate: common name is empty")
+		return nil, errors.New("sign kubelet serving certificate: common name is empty")
 	}
-	ca, err := loadCA(p.ServerCACert, p.ServerCAKey)
+	ca, err := loadCA(p.KubeletServingCACert, p.KubeletServingCAKey)
 	if err != nil {
-		return nil, fmt.Errorf("sign serving certificate for %q: %w", commonName, err)
+		return nil, fmt.Errorf("sign kubelet serving certificate for %q: %w", commonName, err)
 	}
 	return signChain(ca, leafSpec{commonName: commonName, dnsNames: dnsNames, ips: ips, usage: x509.ExtKeyUsageServerAuth}, pub)
 }
@@ -410,7 +504,7 @@ func leafIsCurrent(cert *x509.Certificate, ca *certAuthority, key crypto.Signer,
 	if !bytes.Equal(cert.RawIssuer, ca.cert.RawSubject) || cert.CheckSignatureFrom(ca.cert) != nil {
 		return false
 	}
-	if time.Until(cert.NotAfter) < renewBefore {
+	if time.Until(cert.NotAfter) < RenewBefore {
 		return false
 	}
 	// A crash between writing a new key and its certificate leaves them mismatched.

@@ -43,12 +43,12 @@ func verifyWith(t *testing.T, leaf *x509.Certificate, caPath string, usage x509.
 }
 
 func keyFiles(p *ServerPKI) []string {
-	return []string{p.ServerCAKey, p.ClientCAKey, p.RequestHeaderCAKey, p.ServiceAccountKey, p.ServingKey,
+	return []string{p.ServerCAKey, p.KubeletServingCAKey, p.ClientCAKey, p.RequestHeaderCAKey, p.ServiceAccountKey, p.ServingKey,
 		p.AdminKey, p.ControllerManagerKey, p.SchedulerKey, p.KubeletClientKey, p.AuthProxyKey}
 }
 
 func certFiles(p *ServerPKI) []string {
-	return []string{p.ServerCACert, p.ClientCACert, p.RequestHeaderCACert, p.ServingCert,
+	return []string{p.ServerCACert, p.KubeletServingCACert, p.KubeletTrustBundle, p.ClientCACert, p.RequestHeaderCACert, p.ServingCert,
 		p.AdminCert, p.ControllerManagerCert, p.SchedulerCert, p.KubeletClientCert, p.AuthProxyCert}
 }
 
@@ -322,7 +322,7 @@ func TestSignCerts(t *testing.T) {
 		t.Errorf("client ExtKeyUsage = %v", leaf.ExtKeyUsage)
 	}
 
-	chain, err = p.SignServingCert("node-1", []string{"node-1.example"}, []net.IP{net.ParseIP("10.1.2.3")}, key.Public())
+	chain, err = p.SignKubeletServingCert("node-1", []string{"node-1"}, []net.IP{net.ParseIP("10.1.2.3")}, key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,25 +331,84 @@ func TestSignCerts(t *testing.T) {
 		t.Fatalf("serving chain: %d certs, err %v", len(certs), err)
 	}
 	leaf = certs[0]
-	if !certs[1].Equal(readCert(t, p.ServerCACert)) {
-		t.Error("second cert in serving chain is not the server CA")
+	if !certs[1].Equal(readCert(t, p.KubeletServingCACert)) {
+		t.Error("second cert in serving chain is not the kubelet-serving CA")
 	}
-	verifyWith(t, leaf, p.ServerCACert, x509.ExtKeyUsageServerAuth)
+	verifyWith(t, leaf, p.KubeletServingCACert, x509.ExtKeyUsageServerAuth)
 	if !slices.Equal(leaf.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) {
 		t.Errorf("serving ExtKeyUsage = %v", leaf.ExtKeyUsage)
 	}
-	if err := leaf.VerifyHostname("node-1.example"); err != nil {
+	if err := leaf.VerifyHostname("node-1"); err != nil {
 		t.Error(err)
 	}
 	if err := leaf.VerifyHostname("10.1.2.3"); err != nil {
 		t.Error(err)
 	}
-	// The serving cert must not be usable against the client CA and vice versa.
-	pool := x509.NewCertPool()
-	pool.AddCert(readCert(t, p.ClientCACert))
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool}); err == nil {
-		t.Error("serving cert verifies against the client CA")
+	// What pods and kubelets trust (the server CA) and what clients are
+	// checked with (the client CA) must both refuse a kubelet's certificate.
+	for _, ca := range []string{p.ClientCACert, p.ServerCACert} {
+		pool := x509.NewCertPool()
+		pool.AddCert(readCert(t, ca))
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool}); err == nil {
+			t.Errorf("kubelet serving cert verifies against %s", filepath.Base(ca))
+		}
 	}
+}
+
+func TestKubeletTrustBundle(t *testing.T) {
+	p := mustEnsure(t, t.TempDir(), ServerOptions{})
+	if legacy, err := p.LegacyKubeletServing(); err != nil || legacy {
+		t.Fatalf("a new cluster is migrating (%v, %v)", legacy, err)
+	}
+	certs, err := ParseCertsPEM(mustRead(t, p.KubeletTrustBundle))
+	if err != nil || len(certs) != 1 || !certs[0].Equal(readCert(t, p.KubeletServingCACert)) {
+		t.Fatalf("a new cluster's kubelet trust bundle must hold the kubelet-serving CA alone (%d certs, %v)", len(certs), err)
+	}
+}
+
+func TestUpgradeTrustsOldKubeletCertsUntilMigrated(t *testing.T) {
+	dir := t.TempDir()
+	p := mustEnsure(t, dir, ServerOptions{})
+	// A data dir from before the kubelet-serving CA existed.
+	for _, f := range []string{p.KubeletServingCACert, p.KubeletServingCAKey, p.KubeletTrustBundle} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p = mustEnsure(t, dir, ServerOptions{})
+	if legacy, err := p.LegacyKubeletServing(); err != nil || !legacy {
+		t.Fatalf("an upgraded cluster is not migrating (%v, %v)", legacy, err)
+	}
+	bundle := mustRead(t, p.KubeletTrustBundle)
+	certs, err := ParseCertsPEM(bundle)
+	if err != nil || len(certs) != 2 || !certs[1].Equal(readCert(t, p.ServerCACert)) {
+		t.Fatalf("while migrating the bundle must hold the kubelet-serving and server CAs (%d certs, %v)", len(certs), err)
+	}
+	// A restart keeps the migration going.
+	p = mustEnsure(t, dir, ServerOptions{})
+	if got := mustRead(t, p.KubeletTrustBundle); string(got) != string(bundle) {
+		t.Fatal("a restart changed the bundle while migrating")
+	}
+	if err := p.FinishKubeletServingMigration(); err != nil {
+		t.Fatal(err)
+	}
+	certs, err = ParseCertsPEM(mustRead(t, p.KubeletTrustBundle))
+	if err != nil || len(certs) != 1 || !certs[0].Equal(readCert(t, p.KubeletServingCACert)) {
+		t.Fatalf("after the migration the bundle must hold the kubelet-serving CA alone (%d certs, %v)", len(certs), err)
+	}
+	p = mustEnsure(t, dir, ServerOptions{})
+	if legacy, _ := p.LegacyKubeletServing(); legacy {
+		t.Fatal("a restart after the migration started it again")
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestKeyEncodingRoundTrip(t *testing.T) {

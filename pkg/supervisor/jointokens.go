@@ -41,6 +41,9 @@ type JoinToken struct {
 // JoinTokens creates, lists, deletes and checks agent join tokens.
 type JoinTokens struct {
 	Client func() (kubernetes.Interface, error)
+	// Cache is where Valid looks tokens up; only the server's join
+	// endpoints check tokens, so the CLI leaves it nil.
+	Cache *Cache
 }
 
 // Create stores a new token valid for ttl (0: no expiry).
@@ -120,26 +123,26 @@ func (j *JoinTokens) Delete(ctx context.Context, id string) error {
 	return err
 }
 
-// Valid reports whether id and secret name a live join token.
-func (j *JoinTokens) Valid(ctx context.Context, id, secret string) bool {
-	if !tokenIDPattern.MatchString(id) {
-		return false
+// Valid reports whether id and secret name a live join token. It reads the
+// cache only, so a flood of guesses costs the apiserver nothing.
+func (j *JoinTokens) Valid(id, secret string) (bool, error) {
+	if !tokenIDPattern.MatchString(id) || j.Cache == nil {
+		return false, nil
 	}
-	client, err := j.Client()
-	if err != nil {
-		return false
+	s, err := j.Cache.joinToken(id)
+	if err != nil || s == nil {
+		return false, err
 	}
-	s, err := client.CoreV1().Secrets(tokenNamespace).Get(ctx, bootstrapTokenPrefix+id, metav1.GetOptions{})
-	if err != nil || s.Type != bootstrapTokenType || string(s.Data[usageSkiffJoin]) != "true" {
-		return false
+	if s.Type != bootstrapTokenType || string(s.Data[usageSkiffJoin]) != "true" {
+		return false, nil
 	}
 	if exp := string(s.Data["expiration"]); exp != "" {
 		t, err := time.Parse(time.RFC3339, exp)
 		if err != nil || time.Now().After(t) {
-			return false
+			return false, nil
 		}
 	}
-	return subtle.ConstantTimeCompare(s.Data["token-secret"], []byte(secret)) == 1
+	return subtle.ConstantTimeCompare(s.Data["token-secret"], []byte(secret)) == 1, nil
 }
 
 const tokenAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ func TestJoinTokensLifecycle(t *testing.T) {
 	ctx := context.Background()
 	cs := fake.NewClientset()
 	j := &JoinTokens{Client: func() (kubernetes.Interface, error) { return cs, nil }}
+	j.Cache = startCache(t, cs)
 
 	tok, err := j.Create(ctx, time.Hour, "rack 2")
 	if err != nil {
@@ -23,10 +25,8 @@ func TestJoinTokensLifecycle(t *testing.T) {
 	if !tokenIDPattern.MatchString(tok.ID) || len(tok.Secret) != 16 {
 		t.Fatalf("token %+v: want a 6-character ID and 16-character secret", tok)
 	}
-	if !j.Valid(ctx, tok.ID, tok.Secret) {
-		t.Fatal("a fresh token is not valid")
-	}
-	if j.Valid(ctx, tok.ID, strings.Repeat("x", 16)) {
+	eventually(t, func() bool { ok, _ := j.Valid(tok.ID, tok.Secret); return ok }, "a fresh token is not valid")
+	if ok, _ := j.Valid(tok.ID, strings.Repeat("x", 16)); ok {
 		t.Fatal("a wrong secret is accepted")
 	}
 	list, err := j.List(ctx)
@@ -41,9 +41,7 @@ func TestJoinTokensLifecycle(t *testing.T) {
 	if _, err := cs.CoreV1().Secrets("kube-system").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if j.Valid(ctx, tok.ID, tok.Secret) {
-		t.Fatal("an expired token is accepted")
-	}
+	eventually(t, func() bool { ok, _ := j.Valid(tok.ID, tok.Secret); return !ok }, "an expired token is accepted")
 
 	if err := j.Delete(ctx, tok.ID); err != nil {
 		t.Fatal(err)
@@ -59,13 +57,14 @@ func TestJoinTokensLifecycle(t *testing.T) {
 func TestJoinEndpointsAcceptAgentTokens(t *testing.T) {
 	s, srv := newTestSupervisor(t)
 	cs := fake.NewClientset()
-	s.JoinTokens = &JoinTokens{Client: func() (kubernetes.Interface, error) { return cs, nil }}
+	s.JoinTokens = &JoinTokens{Client: func() (kubernetes.Interface, error) { return cs, nil }, Cache: startCache(t, cs)}
 	created, err := s.JoinTokens.Create(context.Background(), 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	agent := s.Token
 	agent.Username, agent.Password = created.ID, created.Secret
+	eventually(t, func() bool { ok, _ := s.JoinTokens.Valid(created.ID, created.Secret); return ok }, "the cache never saw the created token")
 	if resp, body := do(t, "GET", srv.URL+JoinPrefix+"config", &agent, "", nil); resp.StatusCode != 200 {
 		t.Fatalf("created token refused: %d %s", resp.StatusCode, body)
 	}
@@ -78,5 +77,44 @@ func TestJoinEndpointsAcceptAgentTokens(t *testing.T) {
 	only.Password = "wrong"
 	if resp, _ := do(t, "GET", srv.URL+JoinPrefix+"config", &only, "", nil); resp.StatusCode != 401 {
 		t.Fatalf("wrong agent token: %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestJoinTokensBeforeTheCacheIsReady(t *testing.T) {
+	s, srv := newTestSupervisor(t)
+	s.JoinTokens = &JoinTokens{Cache: &Cache{}}
+	tok := s.Token
+	tok.Username, tok.Password = "abcdef", "0123456789abcdef"
+	// Not yet known is not the same as wrong: the agent must retry, not give up.
+	if resp, body := do(t, "GET", srv.URL+JoinPrefix+"config", &tok, "", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d (%s), want 503 while the cache is not ready", resp.StatusCode, body)
+	}
+	// The server's own token needs no cache.
+	if resp, body := do(t, "GET", srv.URL+JoinPrefix+"config", &s.Token, "", nil); resp.StatusCode != 200 {
+		t.Fatalf("cluster token: status %d (%s)", resp.StatusCode, body)
+	}
+}
+
+// startCache runs a join cache on a fake clientset until the test ends.
+func startCache(t *testing.T, cs kubernetes.Interface) *Cache {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cache{Client: func() (kubernetes.Interface, error) { return cs, nil }}
+	done, err := c.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func eventually(t *testing.T, cond func() bool, failure string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(failure)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -12,10 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
-	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -55,11 +58,18 @@ type Supervisor struct {
 	// JoinTokens, when set, admits agents with tokens made by
 	// `skiff token create`.
 	JoinTokens *JoinTokens
+	// Nodes, when set, lets the serving-certificate policy refuse an
+	// address another node already reports.
+	Nodes *Cache
+
+	guardOnce sync.Once
+	guard     *guard
 }
 
 // Wrap returns a handler that answers skiff's endpoints and hands every
 // other request to the apiserver's own handler chain.
 func (s *Supervisor) Wrap(apiserver http.Handler) http.Handler {
+	s.guardOnce.Do(func() { s.guard = newGuard(time.Now) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cacerts", s.caCerts)
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
@@ -68,9 +78,9 @@ func (s *Supervisor) Wrap(apiserver http.Handler) http.Handler {
 	})
 	mux.Handle("GET "+JoinPrefix+"config", s.authenticated(http.HandlerFunc(s.config)))
 	mux.Handle("GET "+JoinPrefix+"client-ca.crt", s.authenticated(http.HandlerFunc(s.clientCA)))
-	mux.Handle("POST "+JoinPrefix+"client-kubelet", s.authenticated(http.HandlerFunc(s.clientKubelet)))
-	mux.Handle("POST "+JoinPrefix+"serving-kubelet", s.authenticated(http.HandlerFunc(s.servingKubelet)))
-	mux.Handle("POST "+JoinPrefix+"client-kube-proxy", s.authenticated(http.HandlerFunc(s.clientKubeProxy)))
+	mux.Handle("POST "+JoinPrefix+pki.NodeKubeletClient, s.authenticated(http.HandlerFunc(s.clientKubelet)))
+	mux.Handle("POST "+JoinPrefix+pki.NodeKubeletServing, s.authenticated(http.HandlerFunc(s.servingKubelet)))
+	mux.Handle("POST "+JoinPrefix+pki.NodeKubeProxy, s.authenticated(http.HandlerFunc(s.clientKubeProxy)))
 	mux.Handle(JoinPrefix, s.authenticated(http.NotFoundHandler()))
 	mux.Handle("/", apiserver)
 	return mux
@@ -86,13 +96,28 @@ func (s *Supervisor) caCerts(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(bundle)
 }
 
-// authenticated admits requests whose basic-auth credentials are the
-// cluster token's user and secret.
+// authenticated admits requests whose basic-auth credentials are a join
+// token. A bad token costs no apiserver request and no log line of its own,
+// and a source that keeps sending them is throttled.
 func (s *Supervisor) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		src := sourceOf(r)
+		if ok, wait := s.guard.allow(src); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, wait).Round(time.Second)/time.Second)))
+			httpError(w, http.StatusTooManyRequests, errors.New("too many requests with a bad join token from this address; wait and try again with this cluster's token"))
+			return
+		}
 		user, pass, ok := r.BasicAuth()
-		if !ok || !s.tokenMatches(r, user, pass) {
-			logrus.Warnf("refused join request for %s from %s: bad or missing token", r.URL.Path, r.RemoteAddr)
+		valid := false
+		if ok {
+			var err error
+			if valid, err = s.tokenMatches(user, pass); err != nil {
+				httpError(w, http.StatusServiceUnavailable, err)
+				return
+			}
+		}
+		if !valid {
+			s.guard.refuse(src, r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Basic realm="skiff"`)
 			httpError(w, http.StatusUnauthorized, errors.New("the join token is not valid for this cluster"))
 			return
@@ -101,16 +126,19 @@ func (s *Supervisor) authenticated(next http.Handler) http.Handler {
 	})
 }
 
-func (s *Supervisor) tokenMatches(r *http.Request, user, pass string) bool {
+func (s *Supervisor) tokenMatches(user, pass string) (bool, error) {
 	if credentialsMatch(s.Token, user, pass) {
-		return true
+		return true, nil
 	}
 	// Every join endpoint serves agents, so agent-only tokens pass here;
 	// endpoints for joining servers would check the server token alone.
 	if s.AgentToken != nil && credentialsMatch(*s.AgentToken, user, pass) {
-		return true
+		return true, nil
 	}
-	return s.JoinTokens != nil && s.JoinTokens.Valid(r.Context(), user, pass)
+	if s.JoinTokens == nil {
+		return false, nil
+	}
+	return s.JoinTokens.Valid(user, pass)
 }
 
 func credentialsMatch(t pki.Token, user, pass string) bool {
@@ -154,20 +182,43 @@ func (s *Supervisor) clientKubeProxy(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// servingKubelet signs the kubelet's serving certificate for the names and
-// IPs the node asked for; the node name itself is always included.
+// servingKubelet signs the kubelet's serving certificate with the
+// kubelet-serving CA, for the node's own name and addresses only.
 func (s *Supervisor) servingKubelet(w http.ResponseWriter, r *http.Request) {
 	node, csr, ok := nodeCSR(w, r)
 	if !ok || !s.nodeOwned(w, r, node) {
 		return
 	}
-	dns := csr.DNSNames
-	if !slices.Contains(dns, node) {
-		dns = append([]string{node}, dns...)
+	serviceCIDRs, err := parseCIDRs(s.Cluster.ServiceCIDR)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err)
+		return
+	}
+	dns, ips, err := kubeletServingNames(node, csr.DNSNames, csr.IPAddresses, serviceCIDRs, func(ip net.IP) (string, error) {
+		if s.Nodes == nil {
+			return "", nil
+		}
+		return s.Nodes.nodeWithAddress(node, ip)
+	}, fromLoopback(r))
+	switch {
+	case errors.Is(err, errCacheNotReady):
+		httpError(w, http.StatusServiceUnavailable, err)
+		return
+	case err != nil:
+		logrus.Warnf("%v (node %s from %s)", err, node, sourceOf(r))
+		httpError(w, http.StatusForbidden, err)
+		return
 	}
 	s.respondCert(w, func() ([]byte, error) {
-		return s.PKI.SignServingCert(node, dns, csr.IPAddresses, csr.PublicKey)
+		return s.PKI.SignKubeletServingCert(node, dns, ips, csr.PublicKey)
 	})
+}
+
+// fromLoopback reports whether r reached the server over loopback.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 // nodeOwned checks the node password before a node's own credentials are

@@ -32,7 +32,7 @@ func newTestSupervisor(t *testing.T) (*Supervisor, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Supervisor{PKI: certs, Token: tok, Cluster: ClusterConfig{ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local"}}
+	s := &Supervisor{PKI: certs, Token: tok, Cluster: ClusterConfig{ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16,fd00:43::/112", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local"}}
 	apiserver := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-From", "apiserver")
 		_, _ = io.WriteString(w, "apiserver:"+r.URL.Path)
@@ -136,15 +136,43 @@ func TestKubeletCertificates(t *testing.T) {
 	}
 	verify(t, leaf, clientCA, x509.ExtKeyUsageClientAuth)
 
-	resp, body = do(t, "POST", srv.URL+JoinPrefix+"serving-kubelet", &s.Token, "node-1", csrPEM(t, []string{"node-1.lan"}, []net.IP{net.ParseIP("192.0.2.7")}))
+	resp, body = do(t, "POST", srv.URL+JoinPrefix+"serving-kubelet", &s.Token, "node-1", csrPEM(t, []string{"node-1", "localhost"}, []net.IP{net.ParseIP("192.0.2.7")}))
 	if resp.StatusCode != 200 {
 		t.Fatalf("serving-kubelet: %d %s", resp.StatusCode, body)
 	}
 	leaf = firstCert(t, body)
-	verify(t, leaf, serverCA, x509.ExtKeyUsageServerAuth)
-	for _, name := range []string{"node-1", "node-1.lan", "192.0.2.7"} {
+	verify(t, leaf, loadCert(t, s.PKI.KubeletServingCACert), x509.ExtKeyUsageServerAuth)
+	for _, name := range []string{"node-1", "localhost", "192.0.2.7"} {
 		if err := leaf.VerifyHostname(name); err != nil {
 			t.Errorf("serving cert: %v", err)
+		}
+	}
+	// What pods and kubelets trust must not accept a node's certificate.
+	pool := x509.NewCertPool()
+	pool.AddCert(serverCA)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool}); err == nil {
+		t.Error("a kubelet serving certificate verifies against the server CA")
+	}
+}
+
+func TestServingCertificateForTheAPIServerIsRefused(t *testing.T) {
+	s, srv := newTestSupervisor(t)
+	cases := map[string]struct {
+		dns []string
+		ips []net.IP
+		// refused is the name the answer must quote.
+		refused string
+	}{
+		"the kubernetes Service name": {dns: []string{"node-1", "kubernetes.default.svc"}, refused: "kubernetes.default.svc"},
+		"the kubernetes Service IP":   {dns: []string{"node-1"}, ips: []net.IP{net.ParseIP("10.43.0.1")}, refused: "10.43.0.1"},
+		"link-local":                  {ips: []net.IP{net.ParseIP("169.254.10.10")}, refused: "169.254.10.10"},
+		"another host name":           {dns: []string{"api.example.com"}, refused: "api.example.com"},
+		"a wildcard":                  {dns: []string{"*.node-1"}, refused: "*.node-1"},
+	}
+	for name, tc := range cases {
+		resp, body := do(t, "POST", srv.URL+JoinPrefix+"serving-kubelet", &s.Token, "node-1", csrPEM(t, tc.dns, tc.ips))
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), tc.refused) {
+			t.Errorf("%s: status %d (%s), want 403 naming %q", name, resp.StatusCode, strings.TrimSpace(string(body)), tc.refused)
 		}
 	}
 }

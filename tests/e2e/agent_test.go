@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -181,6 +183,30 @@ func TestAgentNode(t *testing.T) {
 		_, err := s.kubectlErr("exec", web.Metadata.Name, "--", webBinary, "get", "http://127.0.0.1:1/")
 		if err == nil || !strings.Contains(err.Error(), "exit code 1") {
 			t.Errorf("a failing command in kubectl exec: %v, want exit code 1", err)
+		}
+	})
+
+	// Logs and exec above went through the kubelet's serving certificate,
+	// which the apiserver verifies: it must come from the kubelet-serving
+	// CA, which pods do not trust.
+	run("the kubelet serves a certificate from the kubelet-serving CA", func(t *testing.T) {
+		tlsDir := filepath.Join(s.dataDir, "server", "tls")
+		kubeletCA := readPEMCert(t, filepath.Join(tlsDir, "kubelet-serving-ca.crt"))
+		serverCA := readPEMCert(t, filepath.Join(tlsDir, "server-ca.crt"))
+		conn, err := tls.Dial("tcp", net.JoinHostPort(nodeIP, "10250"), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("TLS to the kubelet: %v", err)
+		}
+		leaf := conn.ConnectionState().PeerCertificates[0]
+		conn.Close()
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: poolOf(kubeletCA), DNSName: node.Metadata.Name}); err != nil {
+			t.Errorf("the kubelet's certificate does not verify against the kubelet-serving CA for its node name: %v", err)
+		}
+		if err := leaf.VerifyHostname(nodeIP); err != nil {
+			t.Errorf("the kubelet's certificate does not name its InternalIP: %v", err)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: poolOf(serverCA)}); err == nil {
+			t.Error("the kubelet's certificate verifies against the server CA, which pods trust")
 		}
 	})
 

@@ -140,6 +140,18 @@ func TestMultiNode(t *testing.T) {
 		}
 	})
 
+	// The agent below joins right after this.
+	run("a flood of bad tokens is refused without harm", func(t *testing.T) {
+		caPEM := httpsGet(t, s, nil, "/cacerts", "", 200)
+		statuses := floodJoinPort(t, fmt.Sprintf("https://127.0.0.1:%d", s.port), caPEM, 50, 40)
+		if statuses[http.StatusUnauthorized]+statuses[http.StatusTooManyRequests] != 2000 {
+			t.Errorf("2,000 bad tokens: statuses %v, want only 401 and 429", statuses)
+		}
+		if out, err := s.kubectlErr("get", "--raw", "/readyz"); err != nil || strings.TrimSpace(out) != "ok" {
+			t.Errorf("/readyz after the flood: %q, %v", out, err)
+		}
+	})
+
 	agentName := "skt-agent"
 	prepareAgentCgroups(t, agentCgroupRoot(agentName))
 	a := newAgent(t, s, agentName, agentIP, "", token)

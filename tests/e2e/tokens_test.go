@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,9 @@ func TestJoinTokens(t *testing.T) {
 		t.Fatalf("created token %q does not carry the cluster's CA hash %s", created, caPart)
 	}
 	id, _, _ := strings.Cut(creds, ":")
-	httpsGet(t, s, caPEM, "/v1-skiff/config", creds, 200)
+	// The join endpoints read tokens from a watch cache: a new one is there
+	// within moments.
+	eventually(t, 10*time.Second, func() error { return joinStatus(s, caPEM, creds, 200) })
 
 	code, out = runSkiff(t, time.Minute, "token", "list", "--data-dir", s.dataDir)
 	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "rack 2") {
@@ -46,7 +49,7 @@ func TestJoinTokens(t *testing.T) {
 	if code, out := runSkiff(t, time.Minute, "token", "delete", "--data-dir", s.dataDir, id); code != 0 {
 		t.Fatalf("skiff token delete: exit %d: %s", code, out)
 	}
-	httpsGet(t, s, caPEM, "/v1-skiff/config", creds, 401)
+	eventually(t, 10*time.Second, func() error { return joinStatus(s, caPEM, creds, 401) })
 	if code, out := runSkiff(t, time.Minute, "token", "delete", "--data-dir", s.dataDir, id); code != 1 || !strings.Contains(out, "no join token") {
 		t.Fatalf("deleting a deleted token: exit %d: %s", code, out)
 	}
@@ -71,4 +74,17 @@ func TestJoinTokens(t *testing.T) {
 	if code, out := runSkiff(t, time.Minute, "token", "list", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(out, "run this on the server") {
 		t.Fatalf("token list without a server: exit %d: %s", code, out)
 	}
+}
+
+// joinStatus asks the join config endpoint with basic-auth creds and
+// checks the status.
+func joinStatus(s *server, caPEM []byte, creds string, want int) error {
+	status, body, err := joinRequest(s, caPEM, http.MethodGet, "/v1-skiff/config", creds, nil, nil)
+	if err != nil {
+		return err
+	}
+	if status != want {
+		return fmt.Errorf("status %d, want %d: %s", status, want, body)
+	}
+	return nil
 }

@@ -37,7 +37,7 @@ const defaultTokenUser = "server"
 // Credentials are the files a node's components authenticate with, all
 // obtained from the server's supervisor with the join token.
 type Credentials struct {
-	ServerCA            string // trusts the apiserver (and kubelet serving certs)
+	ServerCA            string // trusts the apiserver
 	ClientCA            string // the kubelet trusts clients signed by it
 	KubeletKubeconfig   string
 	KubeProxyKubeconfig string
@@ -171,8 +171,8 @@ func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
 		ClientCA:            filepath.Join(j.dir, "client-ca.crt"),
 		KubeletKubeconfig:   filepath.Join(j.dir, "kubelet.kubeconfig"),
 		KubeProxyKubeconfig: filepath.Join(j.dir, "kube-proxy.kubeconfig"),
-		ServingCert:         filepath.Join(j.dir, "serving-kubelet.crt"),
-		ServingKey:          filepath.Join(j.dir, "serving-kubelet.key"),
+		ServingCert:         filepath.Join(j.dir, pki.NodeKubeletServing+".crt"),
+		ServingKey:          filepath.Join(j.dir, pki.NodeKubeletServing+".key"),
 	}
 	if err := pki.WriteFileAtomic(c.ServerCA, ca, 0o644); err != nil {
 		return nil, err
@@ -192,25 +192,23 @@ func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
 		return nil, err
 	}
 
-	kubeletCert, kubeletKey, err := j.certificate(ctx, "client-kubelet", "system:node:"+j.nodeName, nil, nil)
+	kubeletCert, kubeletKey, err := j.certificate(ctx, pki.NodeKubeletClient, "system:node:"+j.nodeName, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	if err := pki.WriteKubeconfig(c.KubeletKubeconfig, pki.Kubeconfig{Server: j.apiURL, CACert: c.ServerCA, CertFile: kubeletCert, KeyFile: kubeletKey}, 0o600); err != nil {
 		return nil, err
 	}
-	proxyCert, proxyKey, err := j.certificate(ctx, "client-kube-proxy", "system:kube-proxy", nil, nil)
+	proxyCert, proxyKey, err := j.certificate(ctx, pki.NodeKubeProxy, "system:kube-proxy", nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	if err := pki.WriteKubeconfig(c.KubeProxyKubeconfig, pki.Kubeconfig{Server: j.apiURL, CACert: c.ServerCA, CertFile: proxyCert, KeyFile: proxyKey}, 0o600); err != nil {
 		return nil, err
 	}
-	dnsNames := []string{j.nodeName}
-	if host, err := os.Hostname(); err == nil && strings.ToLower(host) != j.nodeName {
-		dnsNames = append(dnsNames, strings.ToLower(host))
-	}
-	if _, _, err := j.certificate(ctx, "serving-kubelet", j.nodeName, dnsNames, j.nodeIPs); err != nil {
+	// The server signs a kubelet serving certificate for the node's own
+	// name and addresses only: the apiserver reaches the kubelet by them.
+	if _, _, err := j.certificate(ctx, pki.NodeKubeletServing, j.nodeName, []string{j.nodeName, "localhost"}, j.nodeIPs); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -272,6 +270,9 @@ func (j *joiner) do(ctx context.Context, method, path string, body []byte) ([]by
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return nil, permanentError{fmt.Errorf("the server at %s refused the join token: it is not this cluster's token; get it with `skiff token` on the server", j.serverURL)}
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		// Throttled, or the server is still starting: worth another try.
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data)))
 	case resp.StatusCode == http.StatusForbidden:
 		return nil, permanentError{fmt.Errorf("the server refused this node: %s", strings.TrimSpace(string(data)))}
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:

@@ -1,0 +1,71 @@
+package pki
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestManagedCertsAndRotate(t *testing.T) {
+	dir := t.TempDir()
+	tlsDir, credDir := filepath.Join(dir, "tls"), filepath.Join(dir, "cred")
+	p := mustEnsure(t, tlsDir, ServerOptions{DNSNames: []string{"api.example"}})
+	if err := os.MkdirAll(credDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := GenerateKey()
+	chain, err := p.SignKubeletServingCert("node-1", []string{"node-1"}, nil, key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCert := filepath.Join(credDir, NodeKubeletServing+".crt")
+	nodeKey := filepath.Join(credDir, NodeKubeletServing+".key")
+	for _, f := range []string{nodeCert, nodeKey} {
+		if err := os.WriteFile(f, chain, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	certs, err := ManagedCerts(tlsDir, credDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Services(certs); !slices.Equal(got, []string{"kube-apiserver", "admin", "controller-manager", "scheduler", "auth-proxy", "kubelet"}) {
+		t.Fatalf("services %v", got)
+	}
+	if len(certs) != 11 {
+		t.Fatalf("%d certificates listed, want 4 CAs, 6 server leaves and the node's one", len(certs))
+	}
+
+	before := readCert(t, p.ServingCert)
+	keyBefore := mustRead(t, p.ServingKey)
+	for _, c := range certs {
+		err := Rotate(c, tlsDir)
+		if c.CA != (err != nil) {
+			t.Errorf("rotate %s (CA %v): %v", c.Cert, c.CA, err)
+		}
+	}
+	after := readCert(t, p.ServingCert)
+	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+		t.Fatal("the serving certificate was not re-issued")
+	}
+	if !slices.Equal(after.DNSNames, before.DNSNames) || after.Subject.CommonName != before.Subject.CommonName {
+		t.Fatalf("the re-issued certificate names %v, was %v", after.DNSNames, before.DNSNames)
+	}
+	if string(mustRead(t, p.ServingKey)) != string(keyBefore) {
+		t.Fatal("rotating a server leaf replaced its key: a running apiserver could read a mismatched pair")
+	}
+	verifyWith(t, after, p.ServerCACert, after.ExtKeyUsage[0])
+	verifyWith(t, readCert(t, p.AdminCert), p.ClientCACert, readCert(t, p.AdminCert).ExtKeyUsage[0])
+	for _, f := range []string{nodeCert, nodeKey} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("node file %s not removed: %v", f, err)
+		}
+	}
+	// The next start keeps the rotated leaves: they are current.
+	mustEnsure(t, tlsDir, ServerOptions{DNSNames: []string{"api.example"}})
+	if readCert(t, p.ServingCert).SerialNumber.Cmp(after.SerialNumber) != 0 {
+		t.Fatal("the restart re-issued the rotated certificate again")
+	}
+}
