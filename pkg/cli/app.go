@@ -101,6 +101,8 @@ func NewApp(a Actions) *cli.App {
 			tokenCommand(a),
 			checkConfigCommand(),
 			datastoreCommand(),
+			certificateCommand(),
+			secretsEncryptCommand(),
 			passthrough("kubectl", "run the embedded kubectl against this server", false, func(args []string) error {
 				if a.Kubectl == nil {
 					return nil

@@ -34,6 +34,7 @@ const (
 	flagKubeconfig           = "write-kubeconfig"
 	flagKubeconfigMode       = "write-kubeconfig-mode"
 	flagDatastoreEndpoint    = "datastore-endpoint"
+	flagSecretsEncryption    = "secrets-encryption"
 	flagDisableAgent         = "disable-agent"
 	flagDisable              = "disable"
 	flagAPIServerArg         = "kube-apiserver-arg"
@@ -150,6 +151,7 @@ func serverFlags() []cli.Flag {
 		tokenFile,
 		str(flagAgentToken, categoryCluster, "second join secret that admits agents only; print its full form with \"skiff token --agent\"", ""),
 		str(flagDatastoreEndpoint, categoryCluster, "kine datastore endpoint (default: SQLite in the data dir)", ""),
+		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
 		list(flagDisable, categoryCluster, "bundled addon not to deploy, removed if it runs: "+strings.Join(manifests.Names(), ", ")+"; repeat the flag or separate with commas"),
 
 		kubeconfig,
@@ -224,6 +226,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		KubeconfigPath:             c.String(flagKubeconfig),
 		KubeconfigMode:             c.String(flagKubeconfigMode),
 		DatastoreEndpoint:          c.String(flagDatastoreEndpoint),
+		SecretsEncryption:          c.Bool(flagSecretsEncryption),
 		DisableAgent:               c.Bool(flagDisableAgent),
 		Disable:                    splitCommas(c.StringSlice(flagDisable)),
 		ExtraAPIServerArgs:         copyList(c.StringSlice(flagAPIServerArg)),

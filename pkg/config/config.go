@@ -46,6 +46,10 @@ type Server struct {
 	// DatastoreEndpoint is a kine endpoint; empty selects SQLite in DataDir.
 	DatastoreEndpoint string
 
+	// SecretsEncryption encrypts Secrets at rest (pkg/secretsencrypt). Once
+	// a server has an encryption config it keeps using it without the flag.
+	SecretsEncryption bool
+
 	DisableAgent bool
 	// Disable lists bundled addons (coredns, ingress) not to deploy; a
 	// running cluster loses them.

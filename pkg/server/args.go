@@ -9,10 +9,11 @@ import (
 )
 
 // apiServerArgs are the kube-apiserver flags skiff sets. Users append their
-// own with --kube-apiserver-arg; later flags win.
-func apiServerArgs(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []string) []string {
+// own with --kube-apiserver-arg; later flags win. encryptionConfig is the
+// Secrets encryption config file, "" for none.
+func apiServerArgs(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []string, encryptionConfig string) []string {
 	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
-	return []string{
+	args := []string{
 		"--bind-address=" + cfg.BindAddress,
 		"--secure-port=" + strconv.Itoa(cfg.HTTPSPort),
 		"--advertise-address=" + advertise,
@@ -33,7 +34,7 @@ func apiServerArgs(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd 
 		"--service-account-signing-key-file=" + p.ServiceAccountKey,
 		"--kubelet-client-certificate=" + p.KubeletClientCert,
 		"--kubelet-client-key=" + p.KubeletClientKey,
-		"--kubelet-certificate-authority=" + p.ServerCACert,
+		"--kubelet-certificate-authority=" + p.KubeletTrustBundle,
 		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
 		"--requestheader-client-ca-file=" + p.RequestHeaderCACert,
 		"--requestheader-allowed-names=system:auth-proxy",
@@ -49,6 +50,14 @@ func apiServerArgs(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd 
 		// in-flight requests drain and the rest are cut after 2 s.
 		"--shutdown-send-retry-after=true",
 	}
+	if encryptionConfig != "" {
+		// Reloading lets "skiff secrets-encrypt" rotate keys without a
+		// restart: the apiserver checks the file once a minute.
+		args = append(args,
+			"--encryption-provider-config="+encryptionConfig,
+			"--encryption-provider-config-automatic-reload=true")
+	}
+	return args
 }
 
 func controllerManagerArgs(cfg *config.Server, p *pki.ServerPKI, kubeconfig string) []string {
@@ -66,8 +75,8 @@ func controllerManagerArgs(cfg *config.Server, p *pki.ServerPKI, kubeconfig stri
 		"--cluster-signing-kube-apiserver-client-key-file=" + p.ClientCAKey,
 		"--cluster-signing-kubelet-client-cert-file=" + p.ClientCACert,
 		"--cluster-signing-kubelet-client-key-file=" + p.ClientCAKey,
-		"--cluster-signing-kubelet-serving-cert-file=" + p.ServerCACert,
-		"--cluster-signing-kubelet-serving-key-file=" + p.ServerCAKey,
+		"--cluster-signing-kubelet-serving-cert-file=" + p.KubeletServingCACert,
+		"--cluster-signing-kubelet-serving-key-file=" + p.KubeletServingCAKey,
 		"--cluster-signing-legacy-unknown-cert-file=" + p.ServerCACert,
 		"--cluster-signing-legacy-unknown-key-file=" + p.ServerCAKey,
 		"--root-ca-file=" + p.ServerCACert,

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/deploy"
 	"github.com/skiff-io/skiff/pkg/dns"
 	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 	"github.com/skiff-io/skiff/pkg/supervisor"
 )
 
@@ -89,6 +91,18 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 
+	// Once a server has an encryption config it keeps it, flag or not:
+	// the Secrets already encrypted must stay readable.
+	encryptionConfig, warn, err := secretsencrypt.Files{Dir: l.cred}.Ensure(cfg.SecretsEncryption)
+	if err != nil {
+		return err
+	}
+	if warn != "" {
+		logrus.Warn(warn)
+	} else if encryptionConfig != "" {
+		logrus.Infof("Secrets are encrypted at rest with the keys in %s", encryptionConfig)
+	}
+
 	local := "https://" + net.JoinHostPort(loopbackFor(cfg.BindAddress), strconv.Itoa(cfg.HTTPSPort))
 	kubeconfigs, err := writeKubeconfigs(cfg, l, certs, local)
 	if err != nil {
@@ -96,6 +110,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 
 	ds := &datastore.Datastore{Endpoint: cfg.DatastoreEndpoint, DBDir: l.db}
+	joinCache := &supervisor.Cache{Client: lazyClient(kubeconfigs.admin)}
 	sup := &supervisor.Supervisor{
 		PKI:   certs,
 		Token: token,
@@ -108,7 +123,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		},
 		Passwords:  &supervisor.NodePasswords{Client: lazyClient(kubeconfigs.admin)},
 		AgentToken: agentToken,
-		JoinTokens: &supervisor.JoinTokens{Client: lazyClient(kubeconfigs.admin)},
+		JoinTokens: &supervisor.JoinTokens{Client: lazyClient(kubeconfigs.admin), Cache: joinCache},
+		Nodes:      joinCache,
 	}
 	advertise := cfg.AdvertiseAddress
 	if advertise == "" {
@@ -117,7 +133,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,
 		Args: func() []string {
-			return append(apiServerArgs(cfg, certs, advertise, ds.ETCD.Endpoints), config.PassthroughFlags(cfg.ExtraAPIServerArgs)...)
+			return append(apiServerArgs(cfg, certs, advertise, ds.ETCD.Endpoints, encryptionConfig), config.PassthroughFlags(cfg.ExtraAPIServerArgs)...)
 		},
 	}
 	cm := &controlplane.ControllerManager{
@@ -156,7 +172,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		comps = append(comps, runtime)
 		node = &agent.Agent{Config: nodeCfg, Runtime: runtime}
 	}
-	comps = append(comps, api, &clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
+	comps = append(comps, api, joinCache, &supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second},
+		&clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
 		&deploy.Controller{
 			Dir:        filepath.Join(l.root, "manifests"),
 			Kubeconfig: kubeconfigs.admin,
