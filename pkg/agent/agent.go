@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -21,31 +20,8 @@ import (
 	"github.com/skiff-io/skiff/pkg/agent/kubelet"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
-
-// RunDir holds the node's runtime sockets and state that must not survive a
-// reboot.
-const RunDir = "/run/skiff"
-
-// layout names the agent's files under the data dir.
-type layout struct {
-	root, etc, cred, images, containerd, cniConf, cniData, podManifests string
-}
-
-func newLayout(dataDir string) layout {
-	root := filepath.Join(dataDir, "agent")
-	etc := filepath.Join(root, "etc")
-	return layout{
-		root:         root,
-		etc:          etc,
-		cred:         filepath.Join(root, "cred"),
-		images:       filepath.Join(root, "images"),
-		containerd:   filepath.Join(root, "containerd"),
-		cniConf:      filepath.Join(etc, "cni", "net.d"),
-		cniData:      filepath.Join(root, "cni"),
-		podManifests: filepath.Join(root, "pod-manifests"),
-	}
-}
 
 // Agent is the node agent as one component: Start returns once the node's
 // pieces are all running.
@@ -87,8 +63,9 @@ func (a *Agent) Start(ctx context.Context) (<-chan error, error) {
 // binaries, credentials) and returns the pieces in start order.
 func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	cfg := a.Config
-	l := newLayout(cfg.DataDir)
-	for _, dir := range []string{l.root, l.etc, l.cred, l.cniData} {
+	paths := layout.New(cfg.DataDir)
+	l := paths.Agent
+	for _, dir := range []string{l.Dir, l.EtcDir, l.CredDir, l.CNIDataDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -110,9 +87,9 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		Token:     cfg.Token,
 		NodeName:  cfg.NodeName,
 		NodeIPs:   append(slices.Clone(cfg.NodeIPs), externalIPs(cfg.NodeExternalIP)...),
-		Dir:       l.cred,
+		Dir:       l.CredDir,
 		// The password outlives re-issued credentials; keep it beside them.
-		PasswordFile: filepath.Join(l.root, "node-password"),
+		PasswordFile: l.NodePasswordFile,
 		APIServerURL: apiURL,
 	})
 	if err != nil {
@@ -136,16 +113,15 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		comps = append(comps, runtime)
 	}
 
-	kubeletRoot := "/var/lib/kubelet"
 	cgroupV2 := isCgroupV2()
 	kl := &kubelet.Kubelet{
 		NodeName:        cfg.NodeName,
 		NodeIPs:         cfg.NodeIPs,
 		Labels:          cfg.NodeLabels,
 		Taints:          cfg.NodeTaints,
-		RootDir:         kubeletRoot,
-		ConfigDir:       filepath.Join(l.etc, "kubelet"),
-		StaticPodDir:    l.podManifests,
+		RootDir:         layout.DefaultKubeletRootDir,
+		ConfigDir:       l.KubeletConfigDir,
+		StaticPodDir:    l.PodManifestsDir,
 		Kubeconfig:      creds.KubeletKubeconfig,
 		ClientCA:        creds.ClientCA,
 		ServingCert:     creds.ServingCert,
@@ -153,7 +129,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		RuntimeEndpoint: "unix://" + containerd.DefaultAddress,
 		ClusterDNS:      splitList(creds.Cluster.ClusterDNS),
 		ClusterDomain:   creds.Cluster.ClusterDomain,
-		ResolvConf:      kubelet.ResolvConf(filepath.Join(l.etc, "kubelet")),
+		ResolvConf:      kubelet.ResolvConf(l.KubeletConfigDir),
 		CgroupV2:        cgroupV2,
 		ExtraArgs:       cfg.ExtraKubeletArgs,
 		Debug:           cfg.Debug,
@@ -170,10 +146,10 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		NodeIP:      cfg.NodeIPs[0],
 		PublicIP:    net.ParseIP(cfg.NodeExternalIP),
 		ClusterCIDR: creds.Cluster.ClusterCIDR,
-		ConfDir:     filepath.Join(l.etc, "flannel"),
-		RunDir:      filepath.Join(RunDir, "flannel"),
-		CNIConfDir:  l.cniConf,
-		CNIDataDir:  l.cniData,
+		ConfDir:     l.FlannelConfigDir,
+		RunDir:      paths.Run.FlannelDir,
+		CNIConfDir:  l.CNIConfDir,
+		IPAMDir:     l.CNIIPAMDir,
 	}}
 	proxy := &kubelet.Proxy{
 		NodeName:    cfg.NodeName,

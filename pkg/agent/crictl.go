@@ -9,6 +9,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // Crictl replaces the process with the bundled crictl, pointed at this
@@ -19,7 +20,7 @@ func Crictl(args []string) error {
 	if dataDir == "" {
 		dataDir = config.DefaultDataDir
 	}
-	binDir, err := bundle.Extract(dataDir)
+	binDir, err := bundle.Extract(layout.New(dataDir).HelpersDir)
 	if err != nil {
 		return fmt.Errorf("extract crictl to %s: %w", dataDir, err)
 	}

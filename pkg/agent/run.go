@@ -4,19 +4,19 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // Run runs `skiff agent`: a node joined to a remote server, until ctx is
 // cancelled.
 func Run(ctx context.Context, cfg *config.Agent) error {
 	SetupLogging(cfg.Debug)
-	root := filepath.Join(cfg.DataDir, "agent")
+	root := layout.New(cfg.DataDir).Agent.Dir
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return fmt.Errorf("data dir %s is not writable (%v); run as root or pass a --data-dir you own", cfg.DataDir, err)
 	}

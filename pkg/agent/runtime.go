@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -14,6 +13,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // Runtime is a node's container runtime: the helper executables unpacked,
@@ -80,14 +80,15 @@ func (r *Runtime) Wait(ctx context.Context) error {
 
 func (r *Runtime) components() ([]component.Component, error) {
 	cfg := r.cfg
-	l := newLayout(cfg.DataDir)
-	for _, dir := range []string{l.root, l.etc} {
+	paths := layout.New(cfg.DataDir)
+	l := paths.Agent
+	for _, dir := range []string{l.Dir, l.EtcDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	if err := os.MkdirAll(l.images, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", l.images, err)
+	if err := os.MkdirAll(l.ImagesDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", l.ImagesDir, err)
 	}
 	// Before containerd mounts anything: volumes with Bidirectional
 	// propagation need a shared root mount, and many container images and
@@ -95,30 +96,30 @@ func (r *Runtime) components() ([]component.Component, error) {
 	if err := unix.Mount("", "/", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("make / a shared mount (mount --make-rshared /): %w; skiff needs to run as root", err)
 	}
-	binDir, err := bundle.Extract(cfg.DataDir)
+	binDir, err := bundle.Extract(paths.HelpersDir)
 	if err != nil {
 		return nil, fmt.Errorf("extract helper executables: %w", err)
 	}
 	logrus.Infof("helper executables in %s", binDir)
 
 	ctrd := &containerd.Process{Config: containerd.Config{
-		RootDir:        l.containerd,
-		StateDir:       filepath.Join(RunDir, "containerd"),
-		ConfigDir:      filepath.Join(l.etc, "containerd"),
+		RootDir:        l.ContainerdDir,
+		StateDir:       paths.Run.ContainerdDir,
+		ConfigDir:      l.ContainerdConfigDir,
 		Address:        containerd.DefaultAddress,
 		BinDir:         binDir,
 		CNIBinDir:      binDir,
-		CNIConfDir:     l.cniConf,
+		CNIConfDir:     l.CNIConfDir,
 		SandboxImage:   PauseImage,
 		Snapshotter:    cfg.Snapshotter,
 		RegistriesFile: cfg.RegistriesFile,
-		LogFile:        filepath.Join(l.containerd, "containerd.log"),
+		LogFile:        l.ContainerdLog,
 		Debug:          cfg.Debug,
 	}}
 	images := &systemImages{
 		address: containerd.DefaultAddress,
 		binDir:  binDir,
-		dir:     &containerd.ImageDir{Dir: l.images, Address: containerd.DefaultAddress},
+		dir:     &containerd.ImageDir{Dir: l.ImagesDir, Address: containerd.DefaultAddress},
 	}
 	return []component.Component{ctrd, images}, nil
 }

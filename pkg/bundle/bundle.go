@@ -46,15 +46,15 @@ func openArchive() (fs.File, error) {
 	return f, err
 }
 
-// Extract unpacks the embedded helpers under dataDir and returns the folder
-// holding the executables. When that folder exists, the archive is not
-// read at all.
-func Extract(dataDir string) (string, error) {
+// Extract unpacks the embedded helpers under helpersDir (a layout's
+// HelpersDir) and returns the folder holding the executables. When that
+// folder exists, the archive is not read at all.
+func Extract(helpersDir string) (string, error) {
 	hash, err := ContentHash()
 	if err != nil {
 		return "", err
 	}
-	return extract(hash, dataDir, func() (io.ReadCloser, error) { return openArchive() })
+	return extract(hash, helpersDir, func() (io.ReadCloser, error) { return openArchive() })
 }
 
 // ContentHash names this binary's helpers: the same build always gives the
@@ -99,19 +99,18 @@ func contentHash(archive []byte) string {
 }
 
 // ExtractArchive unpacks a gzipped tar of helpers to
-// <dataDir>/data/<content-hash>/ and returns its bin folder; see extract.
-func ExtractArchive(archive []byte, dataDir string) (string, error) {
-	return extract(contentHash(archive), dataDir, func() (io.ReadCloser, error) {
+// <helpersDir>/<content-hash>/ and returns its bin folder; see extract.
+func ExtractArchive(archive []byte, helpersDir string) (string, error) {
+	return extract(contentHash(archive), helpersDir, func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(archive)), nil
 	})
 }
 
-// extract unpacks the archive open returns to <dataDir>/data/<hash>/ and
+// extract unpacks the archive open returns to <parent>/<hash>/ and
 // returns its bin folder. The folder is filled under a temporary name and
 // renamed into place, so a folder with the final name is always complete;
 // an existing one is reused as is, without opening the archive.
-func extract(hash, dataDir string, open func() (io.ReadCloser, error)) (string, error) {
-	parent := filepath.Join(dataDir, "data")
+func extract(hash, parent string, open func() (io.ReadCloser, error)) (string, error) {
 	final := filepath.Join(parent, hash)
 	binDir := filepath.Join(final, "bin")
 	if fi, err := os.Stat(binDir); err == nil && fi.IsDir() {

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 func makeArchive(t *testing.T, files map[string]string) []byte {
@@ -44,11 +46,11 @@ func makeArchive(t *testing.T, files map[string]string) []byte {
 func TestExtractArchiveContentAddressed(t *testing.T) {
 	dir := t.TempDir()
 	a := makeArchive(t, map[string]string{"bin/runc": "#!/bin/sh\necho runc\n", "bin/bridge": "b"})
-	binDir, err := ExtractArchive(a, dir)
+	binDir, err := ExtractArchive(a, layout.New(dir).HelpersDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(binDir, filepath.Join(dir, "data")+string(filepath.Separator)) || filepath.Base(binDir) != "bin" {
+	if !strings.HasPrefix(binDir, layout.New(dir).HelpersDir+string(filepath.Separator)) || filepath.Base(binDir) != "bin" {
 		t.Fatalf("unexpected bin dir %s", binDir)
 	}
 	fi, err := os.Stat(filepath.Join(binDir, "runc"))
@@ -60,14 +62,14 @@ func TestExtractArchiveContentAddressed(t *testing.T) {
 	}
 
 	// Same content: same folder, reused without rewriting.
-	again, err := ExtractArchive(a, dir)
+	again, err := ExtractArchive(a, layout.New(dir).HelpersDir)
 	if err != nil || again != binDir {
 		t.Fatalf("second extract = %s, %v; want %s", again, err, binDir)
 	}
 
 	// New content: a new folder; the old one stays for running shims.
 	b := makeArchive(t, map[string]string{"bin/runc": "v2"})
-	other, err := ExtractArchive(b, dir)
+	other, err := ExtractArchive(b, layout.New(dir).HelpersDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,7 @@ func TestExtractIgnoresAndCleansHalfExtracted(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(stale, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	binDir, err := ExtractArchive(a, dir)
+	binDir, err := ExtractArchive(a, layout.New(dir).HelpersDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestExtractIgnoresAndCleansHalfExtracted(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Fatalf("half-extracted folder still present: %v", err)
 	}
-	entries, _ := os.ReadDir(filepath.Join(dir, "data"))
+	entries, _ := os.ReadDir(layout.New(dir).HelpersDir)
 	if len(entries) != 1 {
 		t.Fatalf("data dir holds %d entries, want only the extracted folder", len(entries))
 	}
@@ -106,7 +108,7 @@ func TestExtractIgnoresAndCleansHalfExtracted(t *testing.T) {
 func TestExtractRejectsUnsafePaths(t *testing.T) {
 	dir := t.TempDir()
 	a := makeArchive(t, map[string]string{"../evil": "x"})
-	if _, err := ExtractArchive(a, dir); err == nil || !strings.Contains(err.Error(), "unsafe path") {
+	if _, err := ExtractArchive(a, layout.New(dir).HelpersDir); err == nil || !strings.Contains(err.Error(), "unsafe path") {
 		t.Fatalf("err = %v, want unsafe path", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "evil")); !os.IsNotExist(err) {
@@ -178,7 +180,7 @@ func TestExtractStreamsEmbeddedArchive(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var binDir string
-	cold := allocated(func() { binDir, err = Extract(dir) })
+	cold := allocated(func() { binDir, err = Extract(layout.New(dir).HelpersDir) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +198,7 @@ func TestExtractStreamsEmbeddedArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := extract(hash, dir, func() (io.ReadCloser, error) {
+	again, err := extract(hash, layout.New(dir).HelpersDir, func() (io.ReadCloser, error) {
 		t.Error("the archive was opened although its helpers are extracted")
 		return openArchive()
 	})
@@ -215,7 +217,7 @@ func TestConcurrentExtractsAgree(t *testing.T) {
 	errs := make(chan error, 3)
 	for i := 0; i < 3; i++ {
 		go func() {
-			d, err := Extract(dir)
+			d, err := Extract(layout.New(dir).HelpersDir)
 			dirs <- d
 			errs <- err
 		}()
@@ -234,7 +236,7 @@ func TestConcurrentExtractsAgree(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(binDir, "runc")); err != nil {
 		t.Fatalf("runc not extracted: %v", err)
 	}
-	entries, err := os.ReadDir(filepath.Join(dir, "data"))
+	entries, err := os.ReadDir(layout.New(dir).HelpersDir)
 	if err != nil {
 		t.Fatal(err)
 	}

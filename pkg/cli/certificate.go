@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 )
 
@@ -19,8 +19,8 @@ const expiryWarning = 30 * 24 * time.Hour
 
 func certificateCommand() *cli.Command {
 	dirs := func(c *cli.Context) (string, string) {
-		dataDir := c.String(flagDataDir)
-		return filepath.Join(dataDir, "server", "tls"), filepath.Join(dataDir, "agent", "cred")
+		l := layout.New(c.String(flagDataDir))
+		return l.Server.TLSDir, l.Agent.CredDir
 	}
 	return &cli.Command{
 		Name:  "certificate",

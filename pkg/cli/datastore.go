@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/skiff-io/skiff/pkg/datastore/snapshot"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 func datastoreCommand() *cli.Command {
@@ -29,7 +30,7 @@ func datastoreCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					out := c.String("output")
 					if out == "" {
-						dir := filepath.Join(c.String(flagDataDir), "server", "db", "snapshots")
+						dir := layout.New(c.String(flagDataDir)).Server.SnapshotsDir
 						if err := os.MkdirAll(dir, 0o700); err != nil {
 							return inCommand("datastore snapshot", fmt.Errorf("create %s: %w", dir, err))
 						}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 )
 
@@ -26,7 +27,7 @@ func secretsEncryptCommand() *cli.Command {
 				if c.Args().Present() {
 					return inCommand(full, fmt.Errorf("unexpected argument %q; %s takes only flags", c.Args().First(), full))
 				}
-				return inCommand(full, run(c, secretsencrypt.ForDataDir(c.String(flagDataDir))))
+				return inCommand(full, run(c, secretsencrypt.Files{Dir: layout.New(c.String(flagDataDir)).Server.CredDir}))
 			},
 		})
 		// Errors name the whole command, "skiff secrets-encrypt status: ...".
@@ -74,7 +75,7 @@ func secretsEncryptCommand() *cli.Command {
 					if c.Duration("timeout") <= 0 {
 						return fmt.Errorf("invalid --timeout %s; use a positive duration such as 3m", c.Duration("timeout"))
 					}
-					cluster := &secretsencrypt.Cluster{Kubeconfig: secretsencrypt.AdminKubeconfig(c.String(flagDataDir))}
+					cluster := &secretsencrypt.Cluster{Kubeconfig: layout.New(c.String(flagDataDir)).Server.AdminKubeconfig}
 					return secretsencrypt.Reencrypt(c.Context, f, cluster, c.Duration("timeout"), c.App.Writer)
 				}),
 		},
@@ -93,7 +94,7 @@ func secretsEncryptStatus(c *cli.Context, f secretsencrypt.Files) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
-	cluster := &secretsencrypt.Cluster{Kubeconfig: secretsencrypt.AdminKubeconfig(c.String(flagDataDir))}
+	cluster := &secretsencrypt.Cluster{Kubeconfig: layout.New(c.String(flagDataDir)).Server.AdminKubeconfig}
 	fmt.Fprintf(w, "encryption: enabled\n")
 	fmt.Fprintf(w, "config: %s\n", st.Path)
 	fmt.Fprintf(w, "stage: %s\n", st.Stage)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/skiff-io/skiff/manifests"
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // Long flag names; each is also the config file key.
@@ -361,11 +361,11 @@ func tokenCommand(a Actions) *cli.Command {
 			if c.Args().Present() {
 				return inCommand(name, fmt.Errorf("unknown argument %q; run \"skiff token --help\"", c.Args().First()))
 			}
-			file := "token"
+			paths := layout.New(c.String(flagDataDir)).Server
+			path := paths.TokenFile
 			if c.Bool("agent") {
-				file = "agent-token"
+				path = paths.AgentTokenFile
 			}
-			path := filepath.Join(c.String(flagDataDir), "server", file)
 			data, err := os.ReadFile(path)
 			if errors.Is(err, fs.ErrNotExist) {
 				if c.Bool("agent") {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -22,18 +21,15 @@ const maxUnixSocketPath = 107
 // Datastore is the kine component. After Start, ETCD tells the apiserver
 // where to connect.
 type Datastore struct {
-	// Endpoint is a kine endpoint; empty means SQLite under DBDir.
+	// Endpoint is a kine endpoint; empty means SQLite in StateDB.
 	Endpoint string
-	// DBDir holds the SQLite file and kine's socket (<data-dir>/server/db).
-	DBDir string
+	// DBDir holds StateDB and Socket, kine's listener.
+	DBDir, StateDB, Socket string
 
 	ETCD endpoint.ETCDConfig
 }
 
 func (d *Datastore) Name() string { return "datastore" }
-
-// SQLitePath is where the embedded database lives.
-func (d *Datastore) SQLitePath() string { return filepath.Join(d.DBDir, "state.db") }
 
 func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	if err := os.MkdirAll(d.DBDir, 0o700); err != nil {
@@ -42,7 +38,7 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	if err := os.Chmod(d.DBDir, 0o700); err != nil {
 		return nil, fmt.Errorf("secure database dir: %w", err)
 	}
-	sock := filepath.Join(d.DBDir, "kine.sock")
+	sock := d.Socket
 	if len(sock) > maxUnixSocketPath {
 		return nil, fmt.Errorf("data dir path is too long for a unix socket (%s is %d bytes, the limit is %d); use a shorter --data-dir", sock, len(sock), maxUnixSocketPath)
 	}
@@ -50,7 +46,7 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	ep := d.Endpoint
 	switch {
 	case ep == "":
-		ep = "sqlite://" + d.SQLitePath() + "?" + sqlite.DefaultParams
+		ep = "sqlite://" + d.StateDB + "?" + sqlite.DefaultParams
 	case strings.HasPrefix(ep, "sqlite://") && !strings.Contains(ep, "?"):
 		// A bare SQLite path gets the same WAL and locking settings as the
 		// embedded default, so it is as crash-safe.

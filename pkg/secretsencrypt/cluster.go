@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -32,11 +31,6 @@ const configInfoMetric = "apiserver_encryption_config_controller_last_config_inf
 const fieldManager = "skiff-secrets-encrypt"
 
 var secretsResource = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
-
-// AdminKubeconfig is the server's own admin kubeconfig.
-func AdminKubeconfig(dataDir string) string {
-	return filepath.Join(dataDir, "server", "cred", "admin.kubeconfig")
-}
 
 // Cluster is the running apiserver, reached with an admin kubeconfig.
 type Cluster struct {

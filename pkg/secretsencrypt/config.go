@@ -74,11 +74,6 @@ type Files struct {
 	Dir string
 }
 
-// ForDataDir returns the files of the server using dataDir.
-func ForDataDir(dataDir string) Files {
-	return Files{Dir: filepath.Join(dataDir, "server", "cred")}
-}
-
 // ConfigPath is the file passed to --encryption-provider-config.
 func (f Files) ConfigPath() string { return filepath.Join(f.Dir, ConfigFile) }
 

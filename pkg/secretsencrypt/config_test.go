@@ -13,11 +13,13 @@ import (
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"k8s.io/apiserver/pkg/server/options/encryptionconfig"
 	"k8s.io/apiserver/pkg/storage/value"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 func newFiles(t *testing.T) Files {
 	t.Helper()
-	f := ForDataDir(t.TempDir())
+	f := Files{Dir: layout.New(t.TempDir()).Server.CredDir}
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +368,7 @@ func TestLockExcludesSecondCommand(t *testing.T) {
 }
 
 func TestLockWithoutServerDir(t *testing.T) {
-	f := ForDataDir(filepath.Join(t.TempDir(), "nothing"))
+	f := Files{Dir: layout.New(filepath.Join(t.TempDir(), "nothing")).Server.CredDir}
 	if _, err := f.Prepare(); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Fatalf("prepare without a server: %v", err)
 	}

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 )
 
@@ -68,11 +68,11 @@ type kubeconfigPaths struct {
 // writeKubeconfigs writes the components' kubeconfigs (referencing the
 // cert files) and the user's admin kubeconfig (self-contained, so it can be
 // copied to another machine).
-func writeKubeconfigs(cfg *config.Server, l layout, p *pki.ServerPKI, server string) (kubeconfigPaths, error) {
+func writeKubeconfigs(cfg *config.Server, l layout.Server, p *pki.ServerPKI, server string) (kubeconfigPaths, error) {
 	paths := kubeconfigPaths{
-		controllerManager: filepath.Join(l.cred, "controller-manager.kubeconfig"),
-		scheduler:         filepath.Join(l.cred, "scheduler.kubeconfig"),
-		admin:             filepath.Join(l.cred, "admin.kubeconfig"),
+		controllerManager: l.ControllerManagerKubeconfig,
+		scheduler:         l.SchedulerKubeconfig,
+		admin:             l.AdminKubeconfig,
 	}
 	files := []struct {
 		path      string

@@ -28,6 +28,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/datastore"
 	"github.com/skiff-io/skiff/pkg/deploy"
 	"github.com/skiff-io/skiff/pkg/dns"
+	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 	"github.com/skiff-io/skiff/pkg/supervisor"
@@ -40,27 +41,12 @@ const (
 	schedulerPort         = 10259
 )
 
-// layout names the server's files under the data dir.
-type layout struct {
-	root, tls, db, cred, token string
-}
-
-func newLayout(dataDir string) layout {
-	root := filepath.Join(dataDir, "server")
-	return layout{
-		root:  root,
-		tls:   filepath.Join(root, "tls"),
-		db:    filepath.Join(root, "db"),
-		cred:  filepath.Join(root, "cred"),
-		token: filepath.Join(root, "token"),
-	}
-}
-
 // Run runs a skiff server until ctx is cancelled.
 func Run(ctx context.Context, cfg *config.Server) error {
 	agent.SetupLogging(cfg.Debug)
 
-	l := newLayout(cfg.DataDir)
+	paths := layout.New(cfg.DataDir)
+	l := paths.Server
 	if err := prepareDataDir(l); err != nil {
 		return err
 	}
@@ -77,23 +63,23 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 
-	certs, err := pki.EnsureServer(l.tls, serverSANs(cfg, nodeName, nodeIPs, serviceIP))
+	certs, err := pki.EnsureServer(l.TLSDir, serverSANs(cfg, nodeName, nodeIPs, serviceIP))
 	if err != nil {
-		return fmt.Errorf("prepare certificates in %s: %w", l.tls, err)
+		return fmt.Errorf("prepare certificates in %s: %w", l.TLSDir, err)
 	}
-	token, err := ensureToken(l.token, cfg.Token, certs)
+	token, err := ensureToken(l.TokenFile, cfg.Token, certs)
 	if err != nil {
 		return err
 	}
 
-	agentToken, err := ensureAgentToken(filepath.Join(l.root, "agent-token"), cfg.AgentToken, token)
+	agentToken, err := ensureAgentToken(l.AgentTokenFile, cfg.AgentToken, token)
 	if err != nil {
 		return err
 	}
 
 	// Once a server has an encryption config it keeps it, flag or not:
 	// the Secrets already encrypted must stay readable.
-	encryptionConfig, warn, err := secretsencrypt.Files{Dir: l.cred}.Ensure(cfg.SecretsEncryption)
+	encryptionConfig, warn, err := secretsencrypt.Files{Dir: l.CredDir}.Ensure(cfg.SecretsEncryption)
 	if err != nil {
 		return err
 	}
@@ -109,7 +95,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 
-	ds := &datastore.Datastore{Endpoint: cfg.DatastoreEndpoint, DBDir: l.db}
+	ds := &datastore.Datastore{Endpoint: cfg.DatastoreEndpoint, DBDir: l.DBDir, StateDB: l.StateDB, Socket: l.KineSocket}
 	joinCache := &supervisor.Cache{Client: lazyClient(kubeconfigs.admin)}
 	sup := &supervisor.Supervisor{
 		PKI:   certs,
@@ -144,7 +130,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 
 	ready := func() {
-		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.token)
+		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.TokenFile)
 	}
 	bundled, err := bundledAddons(cfg)
 	if err != nil {
@@ -175,7 +161,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	comps = append(comps, api, joinCache, &supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second},
 		&clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
 		&deploy.Controller{
-			Dir:        filepath.Join(l.root, "manifests"),
+			Dir:        l.ManifestsDir,
 			Kubeconfig: kubeconfigs.admin,
 			Namespace:  metav1.NamespaceSystem,
 			Bundled:    bundled,
@@ -217,18 +203,18 @@ func bundledAddons(cfg *config.Server) ([]deploy.Bundled, error) {
 
 // prepareDataDir creates the server's dirs and proves they are writable
 // before anything else is started.
-func prepareDataDir(l layout) error {
-	for _, dir := range []string{l.root, l.tls, l.cred} {
+func prepareDataDir(l layout.Server) error {
+	for _, dir := range []string{l.Dir, l.TLSDir, l.CredDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return dataDirError(l.root, err)
+			return dataDirError(l.Dir, err)
 		}
 		if err := os.Chmod(dir, 0o700); err != nil {
-			return dataDirError(l.root, err)
+			return dataDirError(l.Dir, err)
 		}
 	}
-	probe := filepath.Join(l.root, ".write-test")
+	probe := filepath.Join(l.Dir, ".write-test")
 	if err := os.WriteFile(probe, nil, 0o600); err != nil {
-		return dataDirError(l.root, err)
+		return dataDirError(l.Dir, err)
 	}
 	return os.Remove(probe)
 }

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/supervisor"
 )
@@ -36,8 +36,8 @@ func ensureAgentToken(path, secret string, server pki.Token) (*pki.Token, error)
 
 // Tokens runs `skiff token create|list|delete` against the local server.
 func Tokens(ctx context.Context, req *config.TokenRequest) error {
-	l := newLayout(req.DataDir)
-	admin := filepath.Join(l.cred, "admin.kubeconfig")
+	l := layout.New(req.DataDir).Server
+	admin := l.AdminKubeconfig
 	if _, err := os.Stat(admin); err != nil {
 		return fmt.Errorf("no server credentials at %s (%v): run this on the server, as root, with its --data-dir", admin, unwrapPath(err))
 	}
@@ -46,13 +46,13 @@ func Tokens(ctx context.Context, req *config.TokenRequest) error {
 	defer cancel()
 	switch req.Op {
 	case "create":
-		stored, err := os.ReadFile(l.token)
+		stored, err := os.ReadFile(l.TokenFile)
 		if err != nil {
 			return fmt.Errorf("read the server token for its CA hash: %w", err)
 		}
 		server, err := pki.ParseToken(string(stored))
 		if err != nil {
-			return fmt.Errorf("stored token %s: %w", l.token, err)
+			return fmt.Errorf("stored token %s: %w", l.TokenFile, err)
 		}
 		t, err := tokens.Create(ctx, req.TTL, req.Description)
 		if err != nil {

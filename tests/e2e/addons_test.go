@@ -219,7 +219,7 @@ data:
 	})
 
 	run("manifests folder: apply, update, prune, report errors", func(t *testing.T) {
-		dir := filepath.Join(s.dataDir, "server", "manifests")
+		dir := s.paths().Server.ManifestsDir
 		s.writeManifest(dir, "user.yaml", userManifest("1", true))
 		eventually(t, time.Minute, func() error {
 			if v, err := s.kubectlErr("get", "configmap", "user-a", "-o", "jsonpath={.data.x}"); err != nil || v != "1" {
@@ -299,7 +299,7 @@ data:
 		if l := s.log()[s.logStart:]; strings.Contains(l, "imported system image") {
 			t.Errorf("a restart imported the system images again:\n%s", grepLines(l, "imported system image"))
 		}
-		if _, err := os.Stat(filepath.Join(s.dataDir, "server", "manifests", "ingress.yaml")); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(s.paths().Server.ManifestsDir, "ingress.yaml")); !os.IsNotExist(err) {
 			t.Errorf("ingress.yaml is still in the manifests folder: %v", err)
 		}
 		s.waitSystemPodsReady("k8s-app=kube-dns", 1, time.Minute)

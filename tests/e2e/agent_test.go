@@ -190,7 +190,7 @@ func TestAgentNode(t *testing.T) {
 	// which the apiserver verifies: it must come from the kubelet-serving
 	// CA, which pods do not trust.
 	run("the kubelet serves a certificate from the kubelet-serving CA", func(t *testing.T) {
-		tlsDir := filepath.Join(s.dataDir, "server", "tls")
+		tlsDir := s.paths().Server.TLSDir
 		kubeletCA := readPEMCert(t, filepath.Join(tlsDir, "kubelet-serving-ca.crt"))
 		serverCA := readPEMCert(t, filepath.Join(tlsDir, "server-ca.crt"))
 		conn, err := tls.Dial("tcp", net.JoinHostPort(nodeIP, "10250"), &tls.Config{InsecureSkipVerify: true})

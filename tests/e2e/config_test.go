@@ -37,10 +37,10 @@ func TestServerConfigSources(t *testing.T) {
 	if _, err := os.Stat(dbPath); err != nil {
 		t.Fatalf("the --datastore-endpoint database was not used: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(s.dataDir, "server", "db", "state.db")); err == nil {
+	if _, err := os.Stat(s.paths().Server.StateDB); err == nil {
 		t.Fatal("the embedded database was created although an endpoint was given")
 	}
-	serving, err := os.ReadFile(filepath.Join(s.dataDir, "server", "tls", "serving-kube-apiserver.crt"))
+	serving, err := os.ReadFile(filepath.Join(s.paths().Server.TLSDir, "serving-kube-apiserver.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestServerConfigSources(t *testing.T) {
 	s.args = append(s.args, "--tls-san", "added-later.example.test")
 	s.start()
 	s.waitReady()
-	reissued, err := os.ReadFile(filepath.Join(s.dataDir, "server", "tls", "serving-kube-apiserver.crt"))
+	reissued, err := os.ReadFile(filepath.Join(s.paths().Server.TLSDir, "serving-kube-apiserver.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // The installer tests run install.sh into temporary roots: every directory
@@ -302,10 +304,11 @@ func TestInstallIntoTempRoot(t *testing.T) {
 		}
 
 		// The uninstall script removes every file it installed.
-		if err := os.MkdirAll(filepath.Join(r.data, "server/db"), 0o700); err != nil {
+		db := layout.New(r.data).Server
+		if err := os.MkdirAll(db.DBDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(r.data, "server/db/state.db"), []byte("x"), 0o600); err != nil {
+		if err := os.WriteFile(db.StateDB, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		code, uout := runScript(t, r.env(), filepath.Join(r.bin, "skiff-agent-uninstall.sh"))
@@ -1083,7 +1086,7 @@ func TestKillallStopsNode(t *testing.T) {
 	if len(nodeRuleLines(t)) == 0 {
 		t.Fatal("no kube-proxy, flannel or CNI rules before killall")
 	}
-	ipam := filepath.Join(s.dataDir, "agent/cni/networks")
+	ipam := s.paths().Agent.CNIIPAMDir
 	if _, err := os.Stat(ipam); err != nil {
 		t.Fatalf("no IPAM state before killall: %v", err)
 	}
@@ -1167,7 +1170,7 @@ func TestKillallStopsNode(t *testing.T) {
 		t.Errorf("%s exists after killall (%v)", ipam, err)
 	}
 	// The data stays.
-	if fi, err := os.Stat(filepath.Join(s.dataDir, "server")); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(s.paths().Server.Dir); err != nil || !fi.IsDir() {
 		t.Errorf("the server's data is gone after killall (%v)", err)
 	}
 

@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // The test network: the host namespace is the server node, on the bridge;
@@ -281,10 +283,10 @@ func newAgent(t *testing.T, s *server, name, ip, serverURL, token string, extra 
 	}
 	a.args = append(a.args, extra...)
 
-	if err := os.MkdirAll(filepath.Join(a.dataDir, imagesSubdir), 0o755); err != nil {
+	if err := os.MkdirAll(a.paths().Agent.ImagesDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, set.tars[webImageV1], filepath.Join(a.dataDir, imagesSubdir, filepath.Base(set.tars[webImageV1])))
+	copyFile(t, set.tars[webImageV1], filepath.Join(a.paths().Agent.ImagesDir, filepath.Base(set.tars[webImageV1])))
 
 	t.Cleanup(func() {
 		a.kill()
@@ -297,6 +299,9 @@ func newAgent(t *testing.T, s *server, name, ip, serverURL, token string, extra 
 }
 
 // wrapperPath writes the namespace wrapper once per agent.
+// paths is where the agent keeps its files, as skiff itself has them.
+func (a *agentNode) paths() layout.Layout { return layout.New(a.dataDir) }
+
 func (a *agentNode) wrapperPath() string {
 	p := filepath.Join(a.root, "node-wrapper.sh")
 	if err := os.WriteFile(p, []byte(nodeWrapper), 0o755); err != nil {
@@ -427,7 +432,7 @@ func (a *agentNode) dumpLog() {
 	}
 	a.t.Logf("error lines of agent %s's log (last %d):\n%s", a.name, len(errs), strings.Join(errs, "\n"))
 	a.t.Logf("agent %s log (%s):\n%s", a.name, a.logPath, tail(l, 20000))
-	if b, err := os.ReadFile(filepath.Join(a.dataDir, containerdLog)); err == nil {
+	if b, err := os.ReadFile(a.paths().Agent.ContainerdLog); err == nil {
 		a.t.Logf("agent %s containerd log:\n%s", a.name, tail(string(b), 10000))
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/pkg/images"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // The test image: tests/testimage at /web, entrypoint ["/web"], command
@@ -42,16 +43,9 @@ const (
 	webPort    = 8080
 )
 
-// Where a node keeps things; the agent must honour these (see newNode).
-const (
-	// runDir is the agent's fixed runtime dir: containerd's socket is
-	// runDir/containerd/containerd.sock and its state dir is under it.
-	runDir = "/run/skiff"
-	// containerdLog is containerd's log, relative to the data dir.
-	containerdLog = "agent/containerd/containerd.log"
-	// imagesSubdir holds tarballs imported at start and when they appear.
-	imagesSubdir = "agent/images"
-)
+// runDir is the agent's fixed runtime dir: containerd's socket is
+// runDir/containerd/containerd.sock and its state dir is under it.
+const runDir = layout.RunDir
 
 // testImageSet holds the image tarballs built once per test process.
 type testImageSet struct {
@@ -213,7 +207,10 @@ func newNode(t *testing.T, extra ...string) *server {
 func (s *server) kubeletDir() string { return filepath.Join(filepath.Dir(s.dataDir), "kubelet") }
 
 // imagesDir is where the node imports image tarballs from.
-func (s *server) imagesDir() string { return filepath.Join(s.dataDir, imagesSubdir) }
+func (s *server) imagesDir() string { return s.paths().Agent.ImagesDir }
+
+// paths is where the node keeps its files, as skiff itself has them.
+func (s *server) paths() layout.Layout { return layout.New(s.dataDir) }
 
 // bind points the server's helpers at t (a subtest) until the returned
 // function runs: `defer s.bind(t)()`. The helpers call s.t.Fatal, which must
@@ -694,7 +691,7 @@ func dumpNodeDiagnostics(t *testing.T, s *server) {
 	}
 	t.Logf("error lines of the server log (last %d):\n%s", len(errs), strings.Join(errs, "\n"))
 
-	p := filepath.Join(s.dataDir, containerdLog)
+	p := s.paths().Agent.ContainerdLog
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Logf("containerd log: %v", err)
@@ -770,7 +767,7 @@ func cleanupNode(t *testing.T, s *server, before hostSnapshot) {
 		scope.podUIDs[e.Name()] = true
 	}
 	scope.netns = newNetns(before)
-	scope.helperBins, _ = filepath.Glob(filepath.Join(s.dataDir, "data", "*", "bin"))
+	scope.helperBins, _ = filepath.Glob(filepath.Join(s.paths().HelpersDir, "*", "bin"))
 	cleanupScope(t, scope, before.existed)
 
 	if !before.existed["/var/lib/kubelet"] {

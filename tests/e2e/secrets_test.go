@@ -22,7 +22,7 @@ func TestSecretsEncryptionAtRest(t *testing.T) {
 	s := newServer(t, "--secrets-encryption")
 	s.start()
 	s.waitReady()
-	cred := filepath.Join(s.dataDir, "server", "cred")
+	cred := s.paths().Server.CredDir
 	config := filepath.Join(cred, "encryption-config.json")
 	assertMode(t, config, 0o600)
 	assertMode(t, cred, 0o700)
@@ -183,7 +183,7 @@ func distinctiveValue(t *testing.T) string {
 	return "skiff-e2e-secret-" + hex.EncodeToString(b)
 }
 
-func dbDir(s *server) string { return filepath.Join(s.dataDir, "server", "db") }
+func dbDir(s *server) string { return s.paths().Server.DBDir }
 
 // dbContains greps the raw SQLite files, the WAL included: the apiserver
 // stores a Secret as protobuf, so an unencrypted value appears as is.

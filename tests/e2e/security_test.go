@@ -34,7 +34,7 @@ func TestJoinPortSecurity(t *testing.T) {
 	s.start()
 	s.waitReady()
 	caPEM := httpsGet(t, s, nil, "/cacerts", "", 200)
-	tlsDir := filepath.Join(s.dataDir, "server", "tls")
+	tlsDir := s.paths().Server.TLSDir
 	agentCreds := "node:agent-secret-123"
 	password := map[string]string{"Skiff-Node-Password": strings.Repeat("p", 32)}
 

@@ -26,10 +26,10 @@ func TestServerLifecycle(t *testing.T) {
 	s.waitReady()
 
 	t.Run("files are private", func(t *testing.T) {
-		for _, p := range []string{s.kubeconfig, filepath.Join(s.dataDir, "server", "token")} {
+		for _, p := range []string{s.kubeconfig, s.paths().Server.TokenFile} {
 			assertMode(t, p, 0o600)
 		}
-		keys, _ := filepath.Glob(filepath.Join(s.dataDir, "server", "tls", "*.key"))
+		keys, _ := filepath.Glob(filepath.Join(s.paths().Server.TLSDir, "*.key"))
 		if len(keys) < 5 {
 			t.Fatalf("expected the CA and client keys in server/tls, found %v", keys)
 		}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +17,7 @@ func TestJoinTokens(t *testing.T) {
 	s.start()
 	s.waitReady()
 	caPEM := httpsGet(t, s, nil, "/cacerts", "", 200)
-	stored, err := os.ReadFile(filepath.Join(s.dataDir, "server", "token"))
+	stored, err := os.ReadFile(s.paths().Server.TokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +58,7 @@ func TestJoinTokens(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != caPart+"::node:agent-secret-123" {
 		t.Fatalf("skiff token --agent: exit %d: %q", code, out)
 	}
-	assertMode(t, filepath.Join(s.dataDir, "server", "agent-token"), 0o600)
+	assertMode(t, s.paths().Server.AgentTokenFile, 0o600)
 	httpsGet(t, s, caPEM, "/v1-skiff/config", "node:agent-secret-123", 200)
 	httpsGet(t, s, caPEM, "/v1-skiff/config", "node:agent-secret-124", 401)
 

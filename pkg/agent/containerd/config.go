@@ -68,8 +68,12 @@ func writeConfig(cfg Config) (string, Config, error) {
 // resolve applies defaults, validates cfg and picks the snapshotter.
 func resolve(cfg Config) (Config, error) {
 	c := cfg.withDefaults()
-	if c.RootDir == "" {
-		return c, errors.New("containerd: root dir is not set")
+	for _, p := range []struct{ what, path string }{
+		{"root dir", c.RootDir}, {"config dir", c.ConfigDir}, {"CNI config dir", c.CNIConfDir}, {"log file", c.LogFile},
+	} {
+		if p.path == "" {
+			return c, fmt.Errorf("containerd: %s is not set", p.what)
+		}
 	}
 	for _, p := range []struct{ what, path string }{
 		{"root dir", c.RootDir}, {"state dir", c.StateDir}, {"config dir", c.ConfigDir},

@@ -10,13 +10,19 @@ import (
 	"testing"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 func testConfig(t *testing.T) Config {
 	t.Helper()
 	dir := t.TempDir()
+	l := layout.New(dir).Agent
 	return Config{
-		RootDir:        filepath.Join(dir, "agent", "containerd"),
+		RootDir:        l.ContainerdDir,
+		ConfigDir:      l.ContainerdConfigDir,
+		CNIConfDir:     l.CNIConfDir,
+		LogFile:        l.ContainerdLog,
 		StateDir:       filepath.Join(dir, "run"),
 		BinDir:         "/opt/skiff/bin",
 		SandboxImage:   "skiff/pause:3.10",
@@ -60,7 +66,7 @@ func TestWriteConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDir := filepath.Join(filepath.Dir(filepath.Dir(cfg.RootDir)), "agent", "etc", "containerd")
+	wantDir := cfg.ConfigDir
 	if path != filepath.Join(wantDir, "config.toml") {
 		t.Errorf("config path %s, want it in %s", path, wantDir)
 	}
@@ -89,7 +95,7 @@ func TestWriteConfig(t *testing.T) {
 		{append(runc, "options", "BinaryName"), "/opt/skiff/bin/runc"},
 		{append(runc, "options", "SystemdCgroup"), false},
 		{append(runtime, "cni", "bin_dirs"), []any{"/opt/skiff/bin"}},
-		{append(runtime, "cni", "conf_dir"), filepath.Join(filepath.Dir(wantDir), "cni", "net.d")},
+		{append(runtime, "cni", "conf_dir"), cfg.CNIConfDir},
 		{append(images, "snapshotter"), "native"},
 		{append(images, "pinned_images", "sandbox"), "docker.io/skiff/pause:3.10"},
 		{append(images, "registry", "config_path"), filepath.Join(wantDir, "certs.d")},

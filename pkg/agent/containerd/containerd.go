@@ -6,7 +6,6 @@ package containerd
 
 import (
 	"context"
-	"path/filepath"
 
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
 	"github.com/containerd/containerd/v2/cmd/ctr/app"
@@ -15,14 +14,16 @@ import (
 	// The same plugin set as upstream's containerd binary, CRI included
 	// (builtins/cri.go, unless built with the no_cri tag).
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 const (
 	// DefaultAddress is the socket of skiff's containerd. It differs from
 	// /run/containerd/containerd.sock so a host containerd can run beside it.
-	DefaultAddress = "/run/skiff/containerd/containerd.sock"
+	DefaultAddress = layout.ContainerdSocket
 	// DefaultStateDir holds containerd's transient state.
-	DefaultStateDir = "/run/skiff/containerd"
+	DefaultStateDir = layout.ContainerdStateDir
 	// DefaultRegistriesFile is where users configure mirrors and credentials.
 	DefaultRegistriesFile = "/etc/skiff/registries.yaml"
 	// Namespace is the containerd namespace the CRI plugin (and so the
@@ -64,8 +65,7 @@ type Config struct {
 	RootDir string
 	// StateDir holds transient state; default DefaultStateDir.
 	StateDir string
-	// ConfigDir receives config.toml and certs.d; default
-	// <RootDir>/../etc/containerd, i.e. <data-dir>/agent/etc/containerd.
+	// ConfigDir receives config.toml and certs.d. Required.
 	ConfigDir string
 	// Address is containerd's socket; default DefaultAddress.
 	Address string
@@ -74,8 +74,7 @@ type Config struct {
 	BinDir string
 	// CNIBinDir holds the CNI plugins; default BinDir.
 	CNIBinDir string
-	// CNIConfDir holds the CNI network config; default
-	// <ConfigDir>/../cni/net.d, i.e. <data-dir>/agent/etc/cni/net.d.
+	// CNIConfDir holds the CNI network config. Required.
 	CNIConfDir string
 	// SandboxImage is the pod sandbox (pause) image, e.g.
 	// "docker.io/skiff/pause:3.10". It is imported locally, never pulled, and
@@ -87,8 +86,7 @@ type Config struct {
 	// RegistriesFile holds mirrors and credentials; default
 	// DefaultRegistriesFile. A missing file means no registry configuration.
 	RegistriesFile string
-	// LogFile receives containerd's output (appended); default
-	// <RootDir>/containerd.log.
+	// LogFile receives containerd's output (appended). Required.
 	LogFile string
 	// Debug makes containerd log at debug level.
 	Debug bool
@@ -100,25 +98,14 @@ func (c Config) withDefaults() Config {
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
-	if c.ConfigDir == "" && c.RootDir != "" {
-		c.ConfigDir = joinClean(c.RootDir, "..", "etc", "containerd")
-	}
 	if c.Address == "" {
 		c.Address = DefaultAddress
 	}
 	if c.CNIBinDir == "" {
 		c.CNIBinDir = c.BinDir
 	}
-	if c.CNIConfDir == "" && c.ConfigDir != "" {
-		c.CNIConfDir = joinClean(c.ConfigDir, "..", "cni", "net.d")
-	}
 	if c.RegistriesFile == "" {
 		c.RegistriesFile = DefaultRegistriesFile
 	}
-	if c.LogFile == "" && c.RootDir != "" {
-		c.LogFile = joinClean(c.RootDir, "containerd.log")
-	}
 	return c
 }
-
-func joinClean(elem ...string) string { return filepath.Clean(filepath.Join(elem...)) }

@@ -19,6 +19,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiff-io/skiff/pkg/images"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 func TestLogTail(t *testing.T) {
@@ -75,8 +77,12 @@ func TestRealContainerd(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
 	data := t.TempDir()
+	l := layout.New(data).Agent
 	cfg := Config{
-		RootDir:        filepath.Join(data, "agent", "containerd"),
+		RootDir:        l.ContainerdDir,
+		ConfigDir:      l.ContainerdConfigDir,
+		CNIConfDir:     l.CNIConfDir,
+		LogFile:        l.ContainerdLog,
 		StateDir:       filepath.Join(run, "state"),
 		Address:        filepath.Join(run, "c.sock"),
 		BinDir:         binDir,
@@ -116,7 +122,7 @@ func TestRealContainerd(t *testing.T) {
 			stopped(cancel, done)
 		}
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(cfg.RootDir, "containerd.log"))
+			b, _ := os.ReadFile(cfg.LogFile)
 			if len(b) > 8000 {
 				b = b[len(b)-8000:]
 			}

@@ -71,8 +71,8 @@ type Config struct {
 	RunDir string
 	// CNIConfDir receives the CNI conflist.
 	CNIConfDir string
-	// CNIDataDir keeps host-local's IPAM state; it must persist.
-	CNIDataDir string
+	// IPAMDir keeps host-local's IP allocations; it must persist.
+	IPAMDir string
 }
 
 // Flannel is the pod network component.
@@ -210,8 +210,8 @@ func (f *Flannel) validate() error {
 		return missing("flannel run directory")
 	case f.CNIConfDir == "":
 		return missing("CNI config directory")
-	case f.CNIDataDir == "":
-		return missing("CNI data directory")
+	case f.IPAMDir == "":
+		return missing("CNI IPAM directory")
 	}
 	return nil
 }
@@ -362,7 +362,7 @@ func (f *Flannel) writeCNIConfig(subnets []*net.IPNet, mtu int) error {
 	data, err := buildConflist(cniParams{
 		Subnets:     subnets,
 		MTU:         mtu,
-		IPAMDataDir: filepath.Join(f.CNIDataDir, "networks"),
+		IPAMDataDir: f.IPAMDir,
 	})
 	if err != nil {
 		return fmt.Errorf("build CNI config: %w", err)

@@ -475,7 +475,7 @@ func TestIntegration(t *testing.T) {
 		ConfDir:     filepath.Join(dir, "etc/flannel"),
 		RunDir:      filepath.Join(dir, "run"),
 		CNIConfDir:  filepath.Join(dir, "etc/cni/net.d"),
-		CNIDataDir:  filepath.Join(dir, "cni"),
+		IPAMDir:     filepath.Join(dir, "cni", "networks"),
 	}}
 	var hold time.Duration
 	if h := os.Getenv("SKIFF_FLANNEL_HOLD"); h != "" {

@@ -18,14 +18,15 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // sqliteHeader starts every SQLite database file.
 var sqliteHeader = []byte("SQLite format 3\x00")
 
-// Paths of the embedded datastore under a data dir.
-func dbPath(dataDir string) string     { return filepath.Join(dataDir, "server", "db", "state.db") }
-func socketPath(dataDir string) string { return filepath.Join(dataDir, "server", "db", "kine.sock") }
+func dbPath(dataDir string) string     { return layout.New(dataDir).Server.StateDB }
+func socketPath(dataDir string) string { return layout.New(dataDir).Server.KineSocket }
 
 // Save writes a consistent copy of the datastore of dataDir to out. It
 // works while the server runs: SQLite's VACUUM INTO reads one snapshot of
