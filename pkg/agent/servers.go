@@ -12,9 +12,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skiff-io/skiff/pkg/agent/loadbalancer"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // serverBalancer runs the client-side load balancer and keeps its server
@@ -70,11 +71,8 @@ func (s *serverBalancer) follow(ctx context.Context) {
 		case <-time.After(30 * time.Second):
 		}
 		if client == nil && s.kubeconfig != "" {
-			rc, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
-			if err == nil {
-				client, err = kubernetes.NewForConfig(rc)
-			}
-			if err != nil {
+			var err error
+			if client, err = kubeclient.New(s.kubeconfig); err != nil {
 				logrus.Warnf("load balancer: client for server discovery: %v", err)
 				continue
 			}

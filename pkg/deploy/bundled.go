@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // Bundled is an addon that ships inside skiff, already rendered for this
@@ -49,10 +48,9 @@ func writeBundled(dir string, bundled []Bundled) error {
 			logrus.Infof("addon %s: %s.skip exists, leaving %s as it is", b.Name, b.Name, path)
 			continue
 		}
-		if current, err := os.ReadFile(path); err == nil && bytes.Equal(current, b.Content) {
-			continue
-		}
-		if err := pki.WriteFileAtomic(path, b.Content, 0o600); err != nil {
+		// An unchanged file is left alone: the folder's watcher would
+		// apply it again.
+		if _, err := fileutil.WriteIfChanged(path, b.Content, 0o600); err != nil {
 			return fmt.Errorf("write bundled addon %s: %w", b.Name, err)
 		}
 	}

@@ -26,8 +26,9 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // Timing of the controller: a change in the folder is applied after a short
@@ -70,9 +71,9 @@ func (c *Controller) Start(ctx context.Context) (<-chan error, error) {
 	if err := writeBundled(c.Dir, c.Bundled); err != nil {
 		return nil, err
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	cfg, err := kubeclient.Config(c.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", c.Kubeconfig, err)
+		return nil, err
 	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	cs, err := kubernetes.NewForConfig(cfg)

@@ -18,7 +18,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // ConfigMap and key CoreDNS reads the node table from.
@@ -36,13 +37,9 @@ type NodeHosts struct {
 func (n *NodeHosts) Name() string { return "node-hosts" }
 
 func (n *NodeHosts) Start(ctx context.Context) (<-chan error, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
+	cs, err := kubeclient.New(n.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", n.Kubeconfig, err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("node hosts client: %w", err)
+		return nil, err
 	}
 	factory := informers.NewSharedInformerFactory(cs, 10*time.Minute)
 	nodes := factory.Core().V1().Nodes()

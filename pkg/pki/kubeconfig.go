@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 const kubeconfigName = "default"
@@ -64,7 +66,7 @@ func WriteKubeconfig(path string, kc Kubeconfig, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create directory for kubeconfig %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, data, mode)
+	return fileutil.WriteAtomic(path, data, mode)
 }
 
 func readIfSet(path string) ([]byte, error) {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // A node's certificates: the supervisor endpoint that signs each (under
@@ -138,7 +140,7 @@ func Rotate(c ManagedCert, serverTLSDir string) error {
 	if err != nil {
 		return fmt.Errorf("re-issue %s: %w", c.Cert, err)
 	}
-	return WriteFileAtomic(c.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), certMode)
+	return fileutil.WriteAtomic(c.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), certMode)
 }
 
 // issuerOf finds which of the server's CAs signed cert.

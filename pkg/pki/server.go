@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 const (
@@ -148,7 +150,7 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 		return nil, err
 	}
 	if upgrading {
-		if err := WriteFileAtomic(p.LegacyKubeletServingMarker, []byte("nodes may still serve certificates signed by server-ca.crt\n"), certMode); err != nil {
+		if err := fileutil.WriteAtomic(p.LegacyKubeletServingMarker, []byte("nodes may still serve certificates signed by server-ca.crt\n"), certMode); err != nil {
 			return nil, err
 		}
 	}
@@ -212,10 +214,8 @@ func (p *ServerPKI) writeKubeletTrustBundle(kubeletServingCA, serverCA *certAuth
 	if legacy {
 		bundle = append(bundle, serverCA.certPEM...)
 	}
-	if old, err := readOptional(p.KubeletTrustBundle); err == nil && bytes.Equal(old, bundle) {
-		return nil
-	}
-	return WriteFileAtomic(p.KubeletTrustBundle, bundle, certMode)
+	_, err = fileutil.WriteIfChanged(p.KubeletTrustBundle, bundle, certMode)
+	return err
 }
 
 // LegacyKubeletServing reports whether nodes may still serve certificates
@@ -395,10 +395,10 @@ func ensureCA(certPath, keyPath, commonName string) (*certAuthority, error) {
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	// Key first: a crash after it leaves a lone key, which is reported above instead
 	// of yielding a certificate nobody can sign with.
-	if err := WriteFileAtomic(keyPath, keyPEM, keyMode); err != nil {
+	if err := fileutil.WriteAtomic(keyPath, keyPEM, keyMode); err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(certPath, certPEM, certMode); err != nil {
+	if err := fileutil.WriteAtomic(certPath, certPEM, certMode); err != nil {
 		return nil, err
 	}
 	return parseCA(certPEM, keyPEM, certPath)
@@ -451,7 +451,7 @@ func ensureServiceAccountKey(path string) error {
 		return fmt.Errorf("generate service account key: %w", err)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	return WriteFileAtomic(path, data, keyMode)
+	return fileutil.WriteAtomic(path, data, keyMode)
 }
 
 // ensureLeaf keeps an existing leaf key and re-issues the certificate only when it no
@@ -477,7 +477,7 @@ func ensureLeaf(certPath, keyPath string, ca *certAuthority, spec leafSpec) erro
 		if keyPEM, err = EncodeKey(ecKey); err != nil {
 			return fmt.Errorf("create key %s: %w", keyPath, err)
 		}
-		if err := WriteFileAtomic(keyPath, keyPEM, keyMode); err != nil {
+		if err := fileutil.WriteAtomic(keyPath, keyPEM, keyMode); err != nil {
 			return err
 		}
 		key = ecKey
@@ -497,7 +497,7 @@ func ensureLeaf(certPath, keyPath string, ca *certAuthority, spec leafSpec) erro
 	if err != nil {
 		return fmt.Errorf("issue %s: %w", certPath, err)
 	}
-	return WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), certMode)
+	return fileutil.WriteAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), certMode)
 }
 
 func leafIsCurrent(cert *x509.Certificate, ca *certAuthority, key crypto.Signer, spec leafSpec) bool {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 func mustEnsure(t *testing.T, dir string, opts ServerOptions) *ServerPKI {
@@ -266,7 +268,7 @@ func TestEnsureServerReissuesClientCertsWhenInvalid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(p.AdminCert, foreign, 0o644); err != nil {
+	if err := fileutil.WriteAtomic(p.AdminCert, foreign, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(p.SchedulerCert); err != nil {

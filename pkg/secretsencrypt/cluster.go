@@ -17,8 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // configInfoMetric is the apiserver's gauge whose hash label is the hash of
@@ -40,9 +41,9 @@ type Cluster struct {
 }
 
 func (c *Cluster) restConfig() (*rest.Config, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	rc, err := kubeclient.Config(c.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("load %s (run this on the server, as root, with its --data-dir): %w", c.Kubeconfig, err)
+		return nil, fmt.Errorf("%w; run this on the server, as root, with its --data-dir", err)
 	}
 	// Rewriting thousands of Secrets at client-go's default 5 per second
 	// would take many minutes; the apiserver's priority and fairness still
@@ -163,7 +164,7 @@ func (c *Cluster) RewriteSecrets(ctx context.Context) (secrets, namespaces int, 
 	if err != nil {
 		return 0, 0, err
 	}
-	client, err := dynamic.NewForConfig(rc)
+	client, err := kubeclient.NewDynamic(rc)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -28,7 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 
-	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // File names in the server's credentials dir (<data-dir>/server/cred).
@@ -401,14 +401,14 @@ func (f Files) write(cfg *Config, stage Stage) error {
 	if err != nil {
 		return err
 	}
-	if err := pki.WriteFileAtomic(f.ConfigPath(), data, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(f.ConfigPath(), data, 0o600); err != nil {
 		return err
 	}
 	s, err := json.Marshal(state{Stage: stage, ConfigHash: Hash(data)})
 	if err != nil {
 		return err
 	}
-	return pki.WriteFileAtomic(f.statePath(), append(s, '\n'), 0o600)
+	return fileutil.WriteAtomic(f.statePath(), append(s, '\n'), 0o600)
 }
 
 // newKey makes key number n: KeySize random bytes, named like k3s names

@@ -10,6 +10,8 @@ import (
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // ensureToken settles the cluster token: the one the user gave, else the
@@ -55,7 +57,7 @@ func ensureToken(path, given string, certs *pki.ServerPKI) (pki.Token, error) {
 	if tok.Username == "" {
 		tok.Username = "server"
 	}
-	if err := pki.WriteFileAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
 		return pki.Token{}, fmt.Errorf("store token: %w", err)
 	}
 	return tok, nil

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -12,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // nodeReaderRole lets every node read all Node objects: the pod network
@@ -30,11 +29,7 @@ type clusterRoles struct {
 func (c *clusterRoles) Name() string { return "cluster-roles" }
 
 func (c *clusterRoles) Start(ctx context.Context) (<-chan error, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", c.kubeconfig, err)
-	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kubeclient.New(c.kubeconfig)
 	if err != nil {
 		return nil, err
 	}
@@ -69,27 +64,6 @@ func (c *clusterRoles) Start(ctx context.Context) (<-chan error, error) {
 		close(done)
 	}()
 	return done, nil
-}
-
-// lazyClient builds a cluster client from a kubeconfig on first use, so
-// handlers registered before the apiserver serves can still use one.
-func lazyClient(kubeconfig string) func() (kubernetes.Interface, error) {
-	var (
-		once   sync.Once
-		client kubernetes.Interface
-		err    error
-	)
-	return func() (kubernetes.Interface, error) {
-		once.Do(func() {
-			var rc *rest.Config
-			if rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
-				err = fmt.Errorf("load %s: %w", kubeconfig, err)
-				return
-			}
-			client, err = kubernetes.NewForConfig(rc)
-		})
-		return client, err
-	}
 }
 
 func applyRole(ctx context.Context, client kubernetes.Interface, role *rbacv1.ClusterRole, binding *rbacv1.ClusterRoleBinding) error {

@@ -32,6 +32,8 @@ import (
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 	"github.com/skiff-io/skiff/pkg/supervisor"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // Ports the controller-manager and scheduler serve their health checks on,
@@ -96,7 +98,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 
 	ds := &datastore.Datastore{Endpoint: cfg.DatastoreEndpoint, DBDir: l.DBDir, StateDB: l.StateDB, Socket: l.KineSocket}
-	joinCache := &supervisor.Cache{Client: lazyClient(kubeconfigs.admin)}
+	joinCache := &supervisor.Cache{Client: kubeclient.Lazy(kubeconfigs.admin)}
 	sup := &supervisor.Supervisor{
 		PKI:   certs,
 		Token: token,
@@ -107,9 +109,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			ClusterDomain:  cfg.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
 		},
-		Passwords:  &supervisor.NodePasswords{Client: lazyClient(kubeconfigs.admin)},
+		Passwords:  &supervisor.NodePasswords{Client: kubeclient.Lazy(kubeconfigs.admin)},
 		AgentToken: agentToken,
-		JoinTokens: &supervisor.JoinTokens{Client: lazyClient(kubeconfigs.admin), Cache: joinCache},
+		JoinTokens: &supervisor.JoinTokens{Client: kubeclient.Lazy(kubeconfigs.admin), Cache: joinCache},
 		Nodes:      joinCache,
 	}
 	advertise := cfg.AdvertiseAddress

@@ -13,6 +13,10 @@ import (
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/supervisor"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // agentTokenUser is the username of the agent-only token.
@@ -28,7 +32,7 @@ func ensureAgentToken(path, secret string, server pki.Token) (*pki.Token, error)
 		return nil, nil
 	}
 	tok := pki.Token{CAHash: server.CAHash, Username: agentTokenUser, Password: secret}
-	if err := pki.WriteFileAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("store agent token: %w", err)
 	}
 	return &tok, nil
@@ -41,7 +45,7 @@ func Tokens(ctx context.Context, req *config.TokenRequest) error {
 	if _, err := os.Stat(admin); err != nil {
 		return fmt.Errorf("no server credentials at %s (%v): run this on the server, as root, with its --data-dir", admin, unwrapPath(err))
 	}
-	tokens := &supervisor.JoinTokens{Client: lazyClient(admin)}
+	tokens := &supervisor.JoinTokens{Client: kubeclient.Lazy(admin)}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	switch req.Op {

@@ -15,7 +15,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/sirupsen/logrus"
 
-	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // configVersion is the config schema of containerd v2.4 (version.ConfigVersion).
@@ -59,7 +59,7 @@ func writeConfig(cfg Config) (string, Config, error) {
 		return "", c, err
 	}
 	path := filepath.Join(c.ConfigDir, "config.toml")
-	if err := pki.WriteFileAtomic(path, data, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, data, 0o600); err != nil {
 		return "", c, fmt.Errorf("write containerd config: %w", err)
 	}
 	return path, c, nil

@@ -1,7 +1,6 @@
 package flannel
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // CNI names shared with the CNI plugins and containerd.
@@ -150,11 +149,9 @@ func buildConflist(p cniParams) ([]byte, error) {
 // watches the CNI directory) never sees a partial file. An unchanged file is
 // left alone to spare the runtime a needless reload.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		return nil
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return pki.WriteFileAtomic(path, data, mode)
+	_, err := fileutil.WriteIfChanged(path, data, mode)
+	return err
 }

@@ -25,13 +25,13 @@ import (
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	// Only the backends skiff supports are linked in; each registers itself
 	// with backend.Register in its init.
 	_ "github.com/flannel-io/flannel/pkg/backend/hostgw"
 	_ "github.com/flannel-io/flannel/pkg/backend/vxlan"
+
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 const (
@@ -128,13 +128,9 @@ func (f *Flannel) start(ctx context.Context) (<-chan error, error) {
 		return nil, fmt.Errorf("write %s: %w", f.netConfPath(), err)
 	}
 
-	restCfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
+	client, err := kubeclient.New(f.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig %s: %w", f.Kubeconfig, err)
-	}
-	client, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, err
 	}
 	// The kube subnet manager takes the node name only from the
 	// environment (flanneld runs as a pod with NODE_NAME set).

@@ -28,6 +28,8 @@ import (
 
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/supervisor"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // defaultTokenUser is the username of tokens given as a bare secret; it is
@@ -174,7 +176,7 @@ func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
 		ServingCert:         filepath.Join(j.dir, pki.NodeKubeletServing+".crt"),
 		ServingKey:          filepath.Join(j.dir, pki.NodeKubeletServing+".key"),
 	}
-	if err := pki.WriteFileAtomic(c.ServerCA, ca, 0o644); err != nil {
+	if err := fileutil.WriteAtomic(c.ServerCA, ca, 0o644); err != nil {
 		return nil, err
 	}
 	cfgJSON, err := j.get(ctx, "config")
@@ -188,7 +190,7 @@ func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.WriteFileAtomic(c.ClientCA, clientCA, 0o644); err != nil {
+	if err := fileutil.WriteAtomic(c.ClientCA, clientCA, 0o644); err != nil {
 		return nil, err
 	}
 
@@ -307,7 +309,7 @@ func (j *joiner) certificate(ctx context.Context, kind, commonName string, dnsNa
 	if _, err := pki.ParseCertsPEM(cert); err != nil {
 		return "", "", fmt.Errorf("the server sent an invalid %s certificate: %w", kind, err)
 	}
-	if err := pki.WriteFileAtomic(certPath, cert, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(certPath, cert, 0o600); err != nil {
 		return "", "", err
 	}
 	return certPath, keyPath, nil
@@ -330,7 +332,7 @@ func loadOrCreateKey(path string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.WriteFileAtomic(path, encoded, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, encoded, 0o600); err != nil {
 		return nil, err
 	}
 	return key, nil
@@ -355,7 +357,7 @@ func nodePassword(path string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
-	if err := pki.WriteFileAtomic(path, []byte(p+"\n"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte(p+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("store node password: %w", err)
 	}
 	return p, nil

@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-io/skiff/pkg/config"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // healthzPort is the kubelet's local health endpoint; it only listens on
@@ -140,7 +142,7 @@ func (k *Kubelet) Start(ctx context.Context) (<-chan error, error) {
 		return nil, fmt.Errorf("encode kubelet configuration: %w", err)
 	}
 	configFile := filepath.Join(k.ConfigDir, "kubelet.yaml")
-	if err := writeFile(configFile, data); err != nil {
+	if err := fileutil.WriteAtomic(configFile, data, 0o600); err != nil {
 		return nil, err
 	}
 
@@ -224,17 +226,6 @@ func waitHealthy(ctx context.Context, exited <-chan error, url string, timeout t
 	}
 }
 
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
 // ResolvConf returns a resolv.conf whose nameservers pods can reach: a
 // loopback resolver (systemd-resolved's 127.0.0.53) is useless inside a pod.
 // Without one, a fallback naming a public resolver is written into dir, so
@@ -261,7 +252,7 @@ func ResolvConf(dir string) string {
 	}
 	fallback := filepath.Join(dir, "resolv.conf")
 	if err := os.MkdirAll(dir, 0o755); err == nil {
-		if err := os.WriteFile(fallback, []byte("nameserver 8.8.8.8\n"), 0o644); err == nil {
+		if _, err := fileutil.WriteIfChanged(fallback, []byte("nameserver 8.8.8.8\n"), 0o644); err == nil {
 			logrus.Warnf("no resolv.conf with a non-loopback nameserver found; pods and cluster DNS forward to 8.8.8.8 (%s)", fallback)
 			return fallback
 		}

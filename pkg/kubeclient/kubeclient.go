@@ -1,0 +1,52 @@
+// Package kubeclient builds skiff's own clients of the cluster from a
+// kubeconfig file, in one way, so that every component gets the same
+// loading, error wording and rate limits.
+package kubeclient
+
+import (
+	"fmt"
+	"sync"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Config loads a REST config from a kubeconfig file.
+func Config(kubeconfig string) (*rest.Config, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
+	}
+	return rc, nil
+}
+
+// New returns a typed client from a kubeconfig file.
+func New(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := Config(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("client from %s: %w", kubeconfig, err)
+	}
+	return client, nil
+}
+
+// NewDynamic returns a dynamic client from a REST config.
+func NewDynamic(rc *rest.Config) (dynamic.Interface, error) {
+	client, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client for %s: %w", rc.Host, err)
+	}
+	return client, nil
+}
+
+// Lazy returns a function that builds the client on first use and then
+// returns the same one, so that handlers registered before the apiserver
+// serves (or before the kubeconfig exists) can still hold one.
+func Lazy(kubeconfig string) func() (kubernetes.Interface, error) {
+	return sync.OnceValues(func() (kubernetes.Interface, error) { return New(kubeconfig) })
+}
