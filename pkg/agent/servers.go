@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-io/skiff/pkg/agent/loadbalancer"
-
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 

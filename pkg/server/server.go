@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiff-io/skiff/manifests"
-
 	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
@@ -28,12 +27,11 @@ import (
 	"github.com/skiff-io/skiff/pkg/datastore"
 	"github.com/skiff-io/skiff/pkg/deploy"
 	"github.com/skiff-io/skiff/pkg/dns"
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 	"github.com/skiff-io/skiff/pkg/supervisor"
-
-	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // Ports the controller-manager and scheduler serve their health checks on,
@@ -69,12 +67,19 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err != nil {
 		return fmt.Errorf("prepare certificates in %s: %w", l.TLSDir, err)
 	}
-	token, err := ensureToken(l.TokenFile, cfg.Token, certs)
+	caBundle, err := certs.ServerCABundle()
 	if err != nil {
 		return err
 	}
+	token, created, err := pki.EnsureClusterToken(l.TokenFile, cfg.Token, caBundle, certs.ServerCACert)
+	if err != nil {
+		return err
+	}
+	if created {
+		logrus.Infof("generated a new cluster token in %s", l.TokenFile)
+	}
 
-	agentToken, err := ensureAgentToken(l.AgentTokenFile, cfg.AgentToken, token)
+	agentToken, err := pki.EnsureAgentToken(l.AgentTokenFile, cfg.AgentToken, token)
 	if err != nil {
 		return err
 	}

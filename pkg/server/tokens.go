@@ -10,33 +10,11 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/supervisor"
-
-	"github.com/skiff-io/skiff/pkg/fileutil"
-
-	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
-
-// agentTokenUser is the username of the agent-only token.
-const agentTokenUser = "node"
-
-// ensureAgentToken stores the agent-only token in its full K10 form, or
-// removes a stored one when the server no longer has one configured.
-func ensureAgentToken(path, secret string, server pki.Token) (*pki.Token, error) {
-	if secret == "" {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("remove old agent token: %w", err)
-		}
-		return nil, nil
-	}
-	tok := pki.Token{CAHash: server.CAHash, Username: agentTokenUser, Password: secret}
-	if err := fileutil.WriteAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("store agent token: %w", err)
-	}
-	return &tok, nil
-}
 
 // Tokens runs `skiff token create|list|delete` against the local server.
 func Tokens(ctx context.Context, req *config.TokenRequest) error {

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/images"
-
 	"github.com/skiff-io/skiff/pkg/layout"
 )
 
@@ -54,16 +54,17 @@ func TestStartFailsWithLog(t *testing.T) {
 
 // TestRealContainerd runs containerd (this test binary acting as Main) with
 // the generated config, imports an image, checks the CRI plugin lists it,
-// and, given runc and the shim, runs a pod through CRI across a restart of
-// containerd.
-//
-//	SKIFF_CONTAINERD_TEST=1 SKIFF_CONTAINERD_TEST_BIN=/dir/with/runc/and/shim \
-//	  [SKIFF_CONTAINERD_TEST_SNAPSHOTTER=native] go test -run TestRealContainerd -v ./pkg/agent/containerd/
+// and runs a pod through CRI, with the bundled runc and shim, across a
+// restart of containerd. SKIFF_CONTAINERD_TEST_SNAPSHOTTER=native picks
+// the snapshotter instead of the probe.
 func TestRealContainerd(t *testing.T) {
-	if os.Getenv("SKIFF_CONTAINERD_TEST") != "1" || os.Geteuid() != 0 {
-		t.Skip("set SKIFF_CONTAINERD_TEST=1 and run as root")
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: containerd mounts snapshots and runs a pod")
 	}
-	binDir := os.Getenv("SKIFF_CONTAINERD_TEST_BIN")
+	binDir, err := bundle.Extract(layout.New(t.TempDir()).HelpersDir)
+	if err != nil {
+		t.Fatalf("unpack the bundled runc and shim (scripts/build-helpers makes them): %v", err)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -242,11 +243,6 @@ func TestRealContainerd(t *testing.T) {
 	status, err := criImages.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: name}})
 	if err != nil || status.Image == nil {
 		t.Fatalf("CRI image status of %s: %v %v", name, status, err)
-	}
-
-	if binDir == "" {
-		t.Log("SKIFF_CONTAINERD_TEST_BIN not set: not running a pod")
-		return
 	}
 
 	// A host-network pod (no CNI needed) whose sandbox and container both

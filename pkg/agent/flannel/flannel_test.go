@@ -447,67 +447,6 @@ func TestCheckNodeListAccessForbidden(t *testing.T) {
 	}
 }
 
-// TestIntegration runs flannel against a real cluster; it changes the
-// host's network (vxlan device, iptables rules, files), so it only runs
-// when asked: SKIFF_FLANNEL_TEST=1 with SKIFF_FLANNEL_KUBECONFIG,
-// SKIFF_FLANNEL_NODE and optionally SKIFF_FLANNEL_NODE_IP,
-// SKIFF_FLANNEL_BACKEND, SKIFF_FLANNEL_CLUSTER_CIDR, SKIFF_FLANNEL_DIR (the
-// state directory, to test restarts) and SKIFF_FLANNEL_HOLD (how long to
-// keep flannel running, e.g. 60s, to inspect routes from another node).
-func TestIntegration(t *testing.T) {
-	if os.Getenv("SKIFF_FLANNEL_TEST") != "1" {
-		t.Skip("set SKIFF_FLANNEL_TEST=1 (and a cluster) to run")
-	}
-	dir := os.Getenv("SKIFF_FLANNEL_DIR")
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	cidr := os.Getenv("SKIFF_FLANNEL_CLUSTER_CIDR")
-	if cidr == "" {
-		cidr = "10.42.0.0/16"
-	}
-	f := &Flannel{Config{
-		Kubeconfig:  os.Getenv("SKIFF_FLANNEL_KUBECONFIG"),
-		NodeName:    os.Getenv("SKIFF_FLANNEL_NODE"),
-		Backend:     os.Getenv("SKIFF_FLANNEL_BACKEND"),
-		NodeIP:      net.ParseIP(os.Getenv("SKIFF_FLANNEL_NODE_IP")),
-		ClusterCIDR: cidr,
-		ConfDir:     filepath.Join(dir, "etc/flannel"),
-		RunDir:      filepath.Join(dir, "run"),
-		CNIConfDir:  filepath.Join(dir, "etc/cni/net.d"),
-		IPAMDir:     filepath.Join(dir, "cni", "networks"),
-	}}
-	var hold time.Duration
-	if h := os.Getenv("SKIFF_FLANNEL_HOLD"); h != "" {
-		var err error
-		if hold, err = time.ParseDuration(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+hold)
-	defer cancel()
-	done, err := f.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{f.subnetEnvPath(), f.cniConfPath(), f.netConfPath()} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s:\n%s", p, b)
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("flannel exited early: %v", err)
-	case <-time.After(hold):
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A lease of an IPv4-only network has a nil IPv6 subnet, which flannel's
 // own conversion would dereference.
 func TestLeaseSubnets(t *testing.T) {

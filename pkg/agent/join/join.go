@@ -26,15 +26,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/skiff-io/skiff/pkg/fileutil"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/supervisor"
-
-	"github.com/skiff-io/skiff/pkg/fileutil"
 )
-
-// defaultTokenUser is the username of tokens given as a bare secret; it is
-// the one the server issues its own token for.
-const defaultTokenUser = "server"
 
 // Credentials are the files a node's components authenticate with, all
 // obtained from the server's supervisor with the join token.
@@ -101,7 +96,7 @@ func newJoiner(serverURL, token, nodeName string, nodeIPs []net.IP, dir string) 
 		return nil, fmt.Errorf("invalid join token: %w; copy it again from the server (skiff token)", err)
 	}
 	if t.Username == "" {
-		t.Username = defaultTokenUser
+		t.Username = pki.ServerTokenUser
 	}
 	return &joiner{
 		serverURL: strings.TrimRight(serverURL, "/"),

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiff-io/skiff/pkg/config"
-
 	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
