@@ -24,6 +24,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/controlplane"
+	"github.com/skiff-io/skiff/pkg/controlplane/flags"
 	"github.com/skiff-io/skiff/pkg/datastore"
 	"github.com/skiff-io/skiff/pkg/deploy"
 	"github.com/skiff-io/skiff/pkg/dns"
@@ -32,13 +33,6 @@ import (
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 	"github.com/skiff-io/skiff/pkg/supervisor"
-)
-
-// Ports the controller-manager and scheduler serve their health checks on,
-// on loopback only.
-const (
-	controllerManagerPort = 10257
-	schedulerPort         = 10259
 )
 
 // Run runs a skiff server until ctx is cancelled.
@@ -126,14 +120,14 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,
 		Args: func() []string {
-			return append(apiServerArgs(cfg, certs, advertise, ds.ETCD.Endpoints, encryptionConfig), config.PassthroughFlags(cfg.ExtraAPIServerArgs)...)
+			return append(flags.APIServer(cfg, certs, advertise, ds.ETCD.Endpoints, encryptionConfig), config.PassthroughFlags(cfg.ExtraAPIServerArgs)...)
 		},
 	}
 	cm := &controlplane.ControllerManager{
-		Args: append(controllerManagerArgs(cfg, certs, kubeconfigs.controllerManager), config.PassthroughFlags(cfg.ExtraControllerManagerArgs)...),
+		Args: append(flags.ControllerManager(cfg, certs, kubeconfigs.controllerManager), config.PassthroughFlags(cfg.ExtraControllerManagerArgs)...),
 	}
 	sched := &controlplane.Scheduler{
-		Args: append(schedulerArgs(kubeconfigs.scheduler), config.PassthroughFlags(cfg.ExtraSchedulerArgs)...),
+		Args: append(flags.Scheduler(kubeconfigs.scheduler), config.PassthroughFlags(cfg.ExtraSchedulerArgs)...),
 	}
 
 	ready := func() {

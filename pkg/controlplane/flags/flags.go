@@ -1,4 +1,8 @@
-package server
+// Package flags generates the command lines skiff runs the control plane's
+// upstream components with (kube-apiserver, kube-controller-manager,
+// kube-scheduler) from the server's configuration and PKI. It links none
+// of those components, so the flags are tested without them.
+package flags
 
 import (
 	"strconv"
@@ -8,10 +12,17 @@ import (
 	"github.com/skiff-io/skiff/pkg/pki"
 )
 
-// apiServerArgs are the kube-apiserver flags skiff sets. Users append their
+// Ports the controller-manager and scheduler serve their health checks on,
+// on loopback only.
+const (
+	ControllerManagerPort = 10257
+	SchedulerPort         = 10259
+)
+
+// APIServer are the kube-apiserver flags skiff sets. Users append their
 // own with --kube-apiserver-arg; later flags win. encryptionConfig is the
 // Secrets encryption config file, "" for none.
-func apiServerArgs(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []string, encryptionConfig string) []string {
+func APIServer(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []string, encryptionConfig string) []string {
 	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
 	args := []string{
 		"--bind-address=" + cfg.BindAddress,
@@ -60,13 +71,14 @@ func apiServerArgs(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd 
 	return args
 }
 
-func controllerManagerArgs(cfg *config.Server, p *pki.ServerPKI, kubeconfig string) []string {
+// ControllerManager are the kube-controller-manager flags skiff sets.
+func ControllerManager(cfg *config.Server, p *pki.ServerPKI, kubeconfig string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(controllerManagerPort),
+		"--secure-port=" + strconv.Itoa(ControllerManagerPort),
 		"--leader-elect=false",
 		"--allocate-node-cidrs=true",
 		"--cluster-cidr=" + cfg.ClusterCIDR,
@@ -96,13 +108,14 @@ func controllerManagerArgs(cfg *config.Server, p *pki.ServerPKI, kubeconfig stri
 	}
 }
 
-func schedulerArgs(kubeconfig string) []string {
+// Scheduler are the kube-scheduler flags skiff sets.
+func Scheduler(kubeconfig string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(schedulerPort),
+		"--secure-port=" + strconv.Itoa(SchedulerPort),
 		"--leader-elect=false",
 		"--profiling=false",
 	}
