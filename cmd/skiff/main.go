@@ -43,12 +43,16 @@ func main() {
 	}()
 
 	os.Exit(cli.Run(ctx, args, cli.Actions{
-		Server:     server.Run,
-		Agent:      agent.Run,
-		Token:      server.Tokens,
-		Kubectl:    kubectl.Run,
+		Server: server.Run,
+		Agent:  agent.Run,
+		Token:  server.Tokens,
+		Kubectl: func(l cli.Local, args []string) error {
+			return cli.ExitStatus(kubectl.Run(l.Kubeconfig, args))
+		},
 		Containerd: containerd.Main,
 		Ctr:        containerd.CtrMain,
-		Crictl:     agent.Crictl,
+		Crictl: func(l cli.Local, args []string) error {
+			return agent.Crictl(l.DataDir, args)
+		},
 	}))
 }

@@ -8,18 +8,13 @@ import (
 
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/bundle"
-	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/layout"
 )
 
-// Crictl replaces the process with the bundled crictl, pointed at this
-// node's containerd unless the user configured another endpoint. args[0] is
-// the program name.
-func Crictl(args []string) error {
-	dataDir := os.Getenv("SKIFF_DATA_DIR")
-	if dataDir == "" {
-		dataDir = config.DefaultDataDir
-	}
+// Crictl replaces the process with the bundled crictl, unpacked under
+// dataDir and pointed at this node's containerd unless the user configured
+// another endpoint. args[0] is the program name.
+func Crictl(dataDir string, args []string) error {
 	binDir, err := bundle.Extract(layout.New(dataDir).HelpersDir)
 	if err != nil {
 		return fmt.Errorf("extract crictl to %s: %w", dataDir, err)

@@ -21,15 +21,17 @@ const appName = "skiff"
 // Actions are the entry points the CLI hands control to; cmd/skiff wires the
 // real ones, tests pass recorders.
 type Actions struct {
-	Server  func(ctx context.Context, cfg *config.Server) error
-	Agent   func(ctx context.Context, cfg *config.Agent) error
-	Token   func(ctx context.Context, req *config.TokenRequest) error
-	Kubectl func(args []string) error // everything after "kubectl", unparsed
+	Server func(ctx context.Context, cfg *config.Server) error
+	Agent  func(ctx context.Context, cfg *config.Agent) error
+	Token  func(ctx context.Context, req *config.TokenRequest) error
+	// Kubectl runs kubectl with everything after "kubectl", unparsed; the
+	// local settings say which kubeconfig is this host's.
+	Kubectl func(local Local, args []string) error
 	// Containerd, Ctr and Crictl run the embedded tools; args[0] is the
 	// tool's name, the rest is unparsed.
 	Containerd func(args []string) error
 	Ctr        func(args []string) error
-	Crictl     func(args []string) error
+	Crictl     func(local Local, args []string) error
 }
 
 // errVersionShown stops the run after --version has been answered; Run maps
@@ -103,14 +105,11 @@ func NewApp(a Actions) *cli.App {
 			datastoreCommand(),
 			certificateCommand(),
 			secretsEncryptCommand(),
-			passthrough("kubectl", "run the embedded kubectl against this server", false, func(args []string) error {
-				if a.Kubectl == nil {
-					return nil
-				}
-				return a.Kubectl(args)
-			}, a.Kubectl != nil),
+			passthrough("kubectl", "run the embedded kubectl against this server", false, withLocal(a.Kubectl), a.Kubectl != nil),
 			passthrough("ctr", "run containerd's ctr against this node's containerd", false, withName("ctr", a.Ctr), a.Ctr != nil),
-			passthrough("crictl", "run crictl against this node's container runtime", false, withName("crictl", a.Crictl), a.Crictl != nil),
+			passthrough("crictl", "run crictl against this node's container runtime", false, withLocal(func(l Local, args []string) error {
+				return a.Crictl(l, append([]string{"crictl"}, args...))
+			}), a.Crictl != nil),
 			passthrough("containerd", "run the embedded containerd (started by the node agent)", true, withName("containerd", a.Containerd), a.Containerd != nil),
 		},
 	}
@@ -133,6 +132,11 @@ func RunWithOutput(ctx context.Context, args []string, a Actions, stdout, stderr
 	err := app.RunContext(ctx, args)
 	if err == nil || errors.Is(err, errVersionShown) {
 		return 0
+	}
+	// A tool that printed its own error passes its status on.
+	var status exitStatus
+	if errors.As(err, &status) {
+		return int(status)
 	}
 	fmt.Fprintln(stderr, errorLine(err))
 	return 1
@@ -168,6 +172,20 @@ func usageError(helpCommand string, err error) error {
 		return fmt.Errorf("unknown flag %s%s; %s", dashes, name, hint)
 	}
 	return fmt.Errorf("%w; %s", err, hint)
+}
+
+// withLocal hands a tool this host's settings, as the server finds them.
+func withLocal(fn func(Local, []string) error) func([]string) error {
+	return func(args []string) error {
+		if fn == nil {
+			return nil
+		}
+		l, err := localSettings()
+		if err != nil {
+			return err
+		}
+		return fn(l, args)
+	}
 }
 
 // withName prepends the tool's program name to its arguments.

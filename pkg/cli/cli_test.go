@@ -20,6 +20,7 @@ type recorder struct {
 	ctx         context.Context
 	kubectlArgs []string
 	kubectlRan  bool
+	local       Local
 	agentCfg    *config.Agent
 }
 
@@ -34,9 +35,10 @@ func (r *recorder) actions() Actions {
 			r.agentCfg = cfg
 			return nil
 		},
-		Kubectl: func(args []string) error {
+		Kubectl: func(l Local, args []string) error {
 			r.kubectlRan = true
 			r.kubectlArgs = args
+			r.local = l
 			return nil
 		},
 	}
@@ -460,6 +462,45 @@ func TestKubectlPassesArgsUnparsed(t *testing.T) {
 	}
 	if want := []string{"get", "pods", "-A", "--help", "-o=wide"}; !reflect.DeepEqual(r.rec.kubectlArgs, want) {
 		t.Errorf("kubectl args = %q, want %q", r.rec.kubectlArgs, want)
+	}
+}
+
+func TestKubectlFindsTheServersKubeconfig(t *testing.T) {
+	isolate(t)
+	t.Setenv("SKIFF_CONFIG_FILE", writeFile(t, "config.yaml", "data-dir: /srv/skiff\nwrite-kubeconfig: /srv/admin.yaml\n"))
+	r := run(t, "kubectl", "get", "nodes")
+	if r.code != 0 || r.rec.local != (Local{DataDir: "/srv/skiff", Kubeconfig: "/srv/admin.yaml"}) {
+		t.Fatalf("from the config file: code %d, %+v, stderr %q", r.code, r.rec.local, r.stderr)
+	}
+	// The environment wins over the file, as for the server.
+	t.Setenv("SKIFF_KUBECONFIG_OUTPUT", "/env/admin.yaml")
+	t.Setenv("SKIFF_DATA_DIR", "/env/skiff")
+	if r := run(t, "kubectl", "get", "nodes"); r.rec.local != (Local{DataDir: "/env/skiff", Kubeconfig: "/env/admin.yaml"}) {
+		t.Fatalf("from the environment: %+v", r.rec.local)
+	}
+	// A broken config file is reported, not ignored.
+	t.Setenv("SKIFF_CONFIG_FILE", writeFile(t, "bad.yaml", "no-such-flag: 1\n"))
+	if r := run(t, "kubectl", "get", "nodes"); r.code != 1 || r.rec.kubectlRan || !strings.Contains(r.stderr, "no-such-flag") {
+		t.Fatalf("bad config file: code %d, ran %v, stderr %q", r.code, r.rec.kubectlRan, r.stderr)
+	}
+	// Without any, the defaults.
+	t.Setenv("SKIFF_CONFIG_FILE", "")
+	os.Unsetenv("SKIFF_DATA_DIR")
+	os.Unsetenv("SKIFF_KUBECONFIG_OUTPUT")
+	if r := run(t, "kubectl", "get", "nodes"); r.rec.local != (Local{DataDir: config.DefaultDataDir, Kubeconfig: config.DefaultKubeconfig}) {
+		t.Fatalf("defaults: %+v", r.rec.local)
+	}
+}
+
+func TestToolExitStatusPassesThrough(t *testing.T) {
+	isolate(t)
+	t.Setenv("SKIFF_CONFIG_FILE", "")
+	var stdout, stderr strings.Builder
+	code := RunWithOutput(context.Background(), []string{"skiff", "kubectl", "get", "nope"}, Actions{
+		Kubectl: func(Local, []string) error { return ExitStatus(3) },
+	}, &stdout, &stderr)
+	if code != 3 || stderr.Len() != 0 {
+		t.Fatalf("code %d, stderr %q; want kubectl's 3 and nothing more printed", code, stderr.String())
 	}
 }
 

@@ -8,22 +8,20 @@ import (
 
 	"k8s.io/component-base/cli"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
-
-	"github.com/skiff-io/skiff/pkg/config"
 )
 
-// Run runs kubectl with args (without the program name) and exits with
-// kubectl's status, as a stock kubectl would.
-func Run(args []string) error {
+// Run runs kubectl with args (without the program name) and returns its
+// exit status. Unless KUBECONFIG or --kubeconfig chooses another, kubectl
+// uses kubeconfig, the server's admin kubeconfig, when it exists.
+func Run(kubeconfig string, args []string) int {
 	if os.Getenv("KUBECONFIG") == "" && !hasKubeconfigFlag(args) {
-		if _, err := os.Stat(config.DefaultKubeconfig); err == nil {
-			os.Setenv("KUBECONFIG", config.DefaultKubeconfig)
+		if _, err := os.Stat(kubeconfig); err == nil {
+			os.Setenv("KUBECONFIG", kubeconfig)
 		}
 	}
 	cmd := kubectlcmd.NewDefaultKubectlCommand()
 	cmd.SetArgs(args)
-	os.Exit(cli.Run(cmd))
-	return nil
+	return cli.Run(cmd)
 }
 
 func hasKubeconfigFlag(args []string) bool {

@@ -76,12 +76,12 @@ func TestControllerManagerSigners(t *testing.T) {
 		"cluster-signing-kubelet-serving-cert-file": p.KubeletServingCACert,
 		"cluster-signing-kubelet-serving-key-file":  p.KubeletServingCAKey,
 		"cluster-signing-kubelet-client-cert-file":  p.ClientCACert,
-		"root-ca-file":                              p.ServerCACert,
-		"kubeconfig":                                "/cred/cm.kubeconfig",
-		"bind-address":                              "127.0.0.1",
-		"leader-elect":                              "false",
-		"use-service-account-credentials":           "true",
-		"cluster-cidr":                              "10.42.0.0/16",
+		"root-ca-file":                    p.ServerCACert,
+		"kubeconfig":                      "/cred/cm.kubeconfig",
+		"bind-address":                    "127.0.0.1",
+		"leader-elect":                    "false",
+		"use-service-account-credentials": "true",
+		"cluster-cidr":                    "10.42.0.0/16",
 	}
 	for name, w := range want {
 		if got, ok := value(args, name); !ok || got != w {
