@@ -25,15 +25,15 @@ var multiCall = map[string]string{
 	"crictl":     "crictl",
 }
 
-func main() {
-	args := os.Args
-	if sub, ok := multiCall[filepath.Base(args[0])]; ok {
-		args = append([]string{"skiff", sub}, args[1:]...)
-	}
+// tools are the sub-commands that run an embedded upstream program, which
+// handles (or dies of) signals by itself.
+var tools = map[string]bool{"kubectl": true, "ctr": true, "crictl": true, "containerd": true}
 
+// orderlyStop returns a context cancelled by the first SIGINT or SIGTERM;
+// a second one exits at once.
+func orderlyStop() context.Context {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
-		// A second signal while shutting down means "now".
 		<-ctx.Done()
 		stop()
 		again := make(chan os.Signal, 1)
@@ -41,6 +41,21 @@ func main() {
 		<-again
 		os.Exit(130)
 	}()
+	return ctx
+}
+
+func main() {
+	args := os.Args
+	if sub, ok := multiCall[filepath.Base(args[0])]; ok {
+		args = append([]string{"skiff", sub}, args[1:]...)
+	}
+
+	ctx := context.Background()
+	// The embedded tools get signals as their stock binaries do; skiff's
+	// own commands turn the first into an orderly stop.
+	if len(args) < 2 || !tools[args[1]] {
+		ctx = orderlyStop()
+	}
 
 	os.Exit(cli.Run(ctx, args, cli.Actions{
 		Server: server.Run,
