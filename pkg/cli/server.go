@@ -152,7 +152,7 @@ func serverFlags() []cli.Flag {
 		str(flagAgentToken, categoryCluster, "second join secret that admits agents only; print its full form with \"skiff token --agent\"", ""),
 		str(flagDatastoreEndpoint, categoryCluster, "kine datastore endpoint (default: SQLite in the data dir)", ""),
 		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
-		list(flagDisable, categoryCluster, "bundled addon not to deploy, removed if it runs: "+strings.Join(manifests.Names(), ", ")+"; repeat the flag or separate with commas"),
+		list(flagDisable, categoryCluster, "addon not to deploy, removed if it runs: a bundled one ("+strings.Join(manifests.Names(), ", ")+") or a file of the manifests folder, named without its extension; repeat the flag or separate with commas"),
 
 		kubeconfig,
 		str(flagKubeconfigMode, categoryKubeconfig, "octal file mode of the admin kubeconfig", config.DefaultKubeconfigMode),

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -52,11 +52,14 @@ func (s *Server) validateAgentToken() error {
 	return nil
 }
 
+// disableName is what --disable takes: a file name of the manifests
+// folder without its extension (or an Addon name).
+var disableName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
+
 func (s *Server) validateDisable() error {
-	known := manifests.Names()
 	for _, d := range s.Disable {
-		if !slices.Contains(known, d) {
-			return fmt.Errorf("invalid --disable value %q: skiff bundles only %s; pass one of them", d, strings.Join(known, ", "))
+		if !disableName.MatchString(d) {
+			return fmt.Errorf("invalid --disable value %q: give the name of a bundled addon (%s) or of a file in the manifests folder without its extension, e.g. traefik for traefik.yaml", d, strings.Join(manifests.Names(), ", "))
 		}
 	}
 	return nil

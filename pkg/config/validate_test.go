@@ -50,8 +50,9 @@ func TestValidate(t *testing.T) {
 		{name: "service cidr at /12 limit", modify: func(s *Server) { s.ServiceCIDR = "10.96.0.0/12"; s.ClusterDNS = "10.96.0.10" }},
 
 		{name: "disable bundled addons", modify: func(s *Server) { s.Disable = []string{"coredns", "ingress"} }},
-		{name: "disable unknown addon", modify: func(s *Server) { s.Disable = []string{"ingress", "traefik"} },
-			wantErr: []string{`--disable value "traefik"`, "coredns, ingress"}},
+		{name: "disable a user's file", modify: func(s *Server) { s.Disable = []string{"ingress", "traefik"} }},
+		{name: "disable a path", modify: func(s *Server) { s.Disable = []string{"../etc/passwd"} },
+			wantErr: []string{`--disable value "../etc/passwd"`, "coredns, ingress"}},
 
 		{name: "empty data dir", modify: func(s *Server) { s.DataDir = "" },
 			wantErr: []string{"--data-dir", "empty", "absolute path"}},

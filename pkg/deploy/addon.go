@@ -29,6 +29,7 @@ var (
 const (
 	stateApplied = "Applied"
 	stateFailed  = "Failed"
+	stateSkipped = "Skipped"
 )
 
 const addonCRD = `
@@ -129,6 +130,7 @@ func waitForAddonAPI(ctx context.Context, dc discovery.DiscoveryInterface) error
 // addonStatus is the part of an Addon the controller reads back.
 type addonStatus struct {
 	State, Message, Checksum string
+	Objects                  int
 	GVKs                     []schema.GroupVersionKind
 }
 
@@ -137,6 +139,8 @@ func readStatus(u *unstructured.Unstructured) addonStatus {
 	s.State, _, _ = unstructured.NestedString(u.Object, "status", "state")
 	s.Message, _, _ = unstructured.NestedString(u.Object, "status", "message")
 	s.Checksum, _, _ = unstructured.NestedString(u.Object, "status", "checksum")
+	objects, _, _ := unstructured.NestedInt64(u.Object, "status", "objects")
+	s.Objects = int(objects)
 	gvks, _, _ := unstructured.NestedStringSlice(u.Object, "status", "gvks")
 	for _, g := range gvks {
 		if gvk, ok := parseGVK(g); ok {

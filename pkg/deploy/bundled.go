@@ -19,20 +19,28 @@ type Bundled struct {
 	Disabled bool // --disable: the file is removed, so its objects are pruned
 }
 
-// skipped reports whether the user asked skiff to leave a bundled file alone,
-// with "<name>.skip" or "<name>.yaml.skip" beside it.
-func skipped(dir, name string) bool {
-	for _, marker := range []string{name + ".skip", name + ".yaml.skip"} {
-		if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
-			return true
-		}
+// keepSuffix marks a bundled file the user edited, for skiff not to
+// rewrite: "coredns.yaml.keep" beside "coredns.yaml". (".skip", as in k3s,
+// means not to deploy it at all.)
+const keepSuffix = ".keep"
+
+// kept reports whether the user asked skiff not to rewrite a bundled file.
+// "<name>.skip" is the marker's older name, from before ".skip" took k3s's
+// meaning; it still keeps the file, and says what to rename it to.
+func kept(dir, name string) bool {
+	if _, err := os.Stat(filepath.Join(dir, name+".yaml"+keepSuffix)); err == nil {
+		return true
+	}
+	if _, err := os.Stat(filepath.Join(dir, name+".skip")); err == nil {
+		logrus.Warnf("addon %s: %s.skip is the old name of %s.yaml%s (do not rewrite my edits); rename it, since %s.yaml.skip now means do not deploy", name, name, name, keepSuffix, name)
+		return true
 	}
 	return false
 }
 
 // writeBundled brings the bundled files in dir up to date: each is
 // rewritten when its content differs (so an upgrade of skiff updates the
-// addon), unless skipped; a disabled one is removed.
+// addon), unless kept; a disabled one is removed.
 func writeBundled(dir string, bundled []Bundled) error {
 	for _, b := range bundled {
 		path := filepath.Join(dir, b.Name+".yaml")
@@ -44,8 +52,8 @@ func writeBundled(dir string, bundled []Bundled) error {
 			}
 			continue
 		}
-		if skipped(dir, b.Name) {
-			logrus.Infof("addon %s: %s.skip exists, leaving %s as it is", b.Name, b.Name, path)
+		if kept(dir, b.Name) {
+			logrus.Infof("addon %s: leaving %s as it is, as its %s marker asks", b.Name, path, keepSuffix)
 			continue
 		}
 		// An unchanged file is left alone: the folder's watcher would

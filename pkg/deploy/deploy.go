@@ -47,6 +47,9 @@ type Controller struct {
 	Kubeconfig string // admin credentials
 	Namespace  string // where Addon records live
 	Bundled    []Bundled
+	// Disabled names files of the folder not to deploy (--disable): their
+	// objects are deleted, the files stay.
+	Disabled []string
 
 	apply    apply.Apply
 	addons   *addons
@@ -191,11 +194,18 @@ func (c *Controller) sync(ctx context.Context, force bool) {
 	}
 	seen := map[string]bool{}
 	for _, f := range files {
+		if f.disabledBy(c.Disabled) {
+			continue // pruned below, as if the file were gone
+		}
 		if seen[f.Addon] {
 			logrus.Warnf("manifest %s maps to the addon name %s like another file; rename one of them", f.Rel, f.Addon)
 			continue
 		}
 		seen[f.Addon] = true
+		if f.Skipped {
+			c.skip(ctx, existing[f.Addon], f)
+			continue
+		}
 		c.applyFile(ctx, existing[f.Addon], f, force)
 	}
 	for name, addon := range existing {
@@ -238,6 +248,30 @@ func (c *Controller) applyFile(ctx context.Context, existing *unstructured.Unstr
 	if prev.Checksum != f.Checksum || prev.State != stateApplied {
 		logrus.Infof("applied %s (%d objects)", f.Rel, len(objs))
 		c.event(addon, corev1.EventTypeNormal, "Applied", fmt.Sprintf("applied %s: %d objects", f.Rel, len(objs)))
+	}
+}
+
+// skip leaves a file with a .skip marker undeployed: nothing is applied and
+// nothing it created before is deleted; its Addon, if any, says so.
+func (c *Controller) skip(ctx context.Context, existing *unstructured.Unstructured, f manifestFile) {
+	message := fmt.Sprintf("%s%s exists: not deployed", f.Rel, skipSuffix)
+	if existing == nil {
+		c.mu.Lock()
+		first := c.lastEvent["skip/"+f.Addon] == ""
+		c.lastEvent["skip/"+f.Addon] = message
+		c.mu.Unlock()
+		if first {
+			logrus.Infof("manifest %s", message)
+		}
+		return
+	}
+	prev := readStatus(existing)
+	if prev.State == stateSkipped {
+		return
+	}
+	logrus.Infof("manifest %s; what it created stays until the file is removed", message)
+	if _, err := c.addons.setStatus(ctx, existing, stateSkipped, message, prev.Checksum, prev.Objects, prev.GVKs); err != nil {
+		logrus.Warnf("deploy %s: %v", f.Rel, err)
 	}
 }
 

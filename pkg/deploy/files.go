@@ -9,8 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,7 +27,14 @@ type manifestFile struct {
 	Addon    string // name of the Addon record that tracks it
 	Checksum string // sha256 of the content
 	Content  []byte
+	// Skipped: "<file>.skip" beside it says not to deploy it (k3s's
+	// convention); what it created earlier is left as it is.
+	Skipped bool
 }
+
+// skipSuffix marks a manifest not to deploy: "web.yaml.skip" beside
+// "web.yaml".
+const skipSuffix = ".skip"
 
 // isManifest reports whether a file name is one the folder applies.
 func isManifest(name string) bool {
@@ -70,11 +79,13 @@ func scanDir(dir string) ([]manifestFile, error) {
 		}
 		rel = filepath.ToSlash(rel)
 		sum := sha256.Sum256(content)
+		_, skipErr := os.Stat(path + skipSuffix)
 		files = append(files, manifestFile{
 			Rel:      rel,
 			Addon:    addonName(rel),
 			Checksum: hex.EncodeToString(sum[:]),
 			Content:  content,
+			Skipped:  skipErr == nil,
 		})
 		return nil
 	})
@@ -83,6 +94,14 @@ func scanDir(dir string) ([]manifestFile, error) {
 }
 
 var invalidNameChars = regexp.MustCompile(`[^a-z0-9.-]+`)
+
+// disabledBy reports whether --disable names f: by its file name without
+// the extension ("web" for "apps/web.yaml", as k3s matches), or by its
+// Addon name ("apps-web").
+func (f manifestFile) disabledBy(disabled []string) bool {
+	base := strings.TrimSuffix(path.Base(f.Rel), path.Ext(f.Rel))
+	return slices.Contains(disabled, base) || slices.Contains(disabled, f.Addon)
+}
 
 // addonName derives a valid object name from a manifest's relative path:
 // "coredns.yaml" is "coredns", "apps/web.yaml" is "apps-web".

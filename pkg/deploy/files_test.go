@@ -107,7 +107,7 @@ func TestScanDirFindsManifestsOnly(t *testing.T) {
 	write("b.yaml", "b")
 	write("a.json", "a")
 	write("sub/c.yml", "c")
-	write("coredns.yaml.skip", "")
+	write("b.yaml.skip", "")
 	write("notes.txt", "x")
 	write(".hidden.yaml", "x")
 	write(".git/d.yaml", "x")
@@ -124,6 +124,26 @@ func TestScanDirFindsManifestsOnly(t *testing.T) {
 	}
 	if files[0].Checksum == files[1].Checksum {
 		t.Fatal("different contents have the same checksum")
+	}
+	// b.yaml.skip is a marker, not a manifest: it says not to deploy b.yaml.
+	for _, f := range files {
+		if f.Skipped != (f.Rel == "b.yaml") {
+			t.Errorf("%s: skipped %v", f.Rel, f.Skipped)
+		}
+	}
+}
+
+func TestDisabledNamesAFileByItsBaseNameOrAddon(t *testing.T) {
+	f := manifestFile{Rel: "apps/web.yaml", Addon: "apps-web"}
+	for _, disabled := range [][]string{{"web"}, {"apps-web"}, {"coredns", "web"}} {
+		if !f.disabledBy(disabled) {
+			t.Errorf("--disable %v does not disable %s", disabled, f.Rel)
+		}
+	}
+	for _, disabled := range [][]string{nil, {"apps"}, {"web.yaml"}, {"we"}} {
+		if f.disabledBy(disabled) {
+			t.Errorf("--disable %v disables %s", disabled, f.Rel)
+		}
 	}
 }
 
@@ -144,11 +164,16 @@ func TestWriteBundled(t *testing.T) {
 		}
 	}
 
-	// An upgrade rewrites the file, unless the user asked to keep theirs.
+	// An upgrade rewrites the file, unless the user asked to keep theirs:
+	// with ingress.yaml.keep, or with ingress.skip, its older name. A
+	// ".yaml.skip" (do not deploy) does not stop the rewrite.
 	if err := os.WriteFile(path("ingress.yaml"), []byte("mine"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path("ingress.skip"), nil, 0o600); err != nil {
+	if err := os.WriteFile(path("ingress.yaml.keep"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path("coredns.yaml.skip"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	bundled[0].Content, bundled[1].Content = []byte("v2"), []byte("v2")
@@ -160,6 +185,16 @@ func TestWriteBundled(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path("ingress.yaml")); string(b) != "mine" {
 		t.Fatalf("ingress.yaml = %q, want the user's copy kept", b)
+	}
+	if err := os.Rename(path("ingress.yaml.keep"), path("ingress.skip")); err != nil {
+		t.Fatal(err)
+	}
+	bundled[1].Content = []byte("v3")
+	if err := writeBundled(dir, bundled); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path("ingress.yaml")); string(b) != "mine" {
+		t.Fatalf("ingress.yaml = %q with the old marker ingress.skip, want the user's copy kept", b)
 	}
 
 	// Disabling removes the file (its objects are then pruned).

@@ -166,6 +166,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			Kubeconfig: kubeconfigs.admin,
 			Namespace:  metav1.NamespaceSystem,
 			Bundled:    bundled,
+			Disabled:   cfg.Disable,
 		},
 		&dns.NodeHosts{Kubeconfig: kubeconfigs.admin},
 	)

@@ -259,6 +259,30 @@ data:
 			return nil
 		})
 
+		// X.yaml.skip beside X.yaml (k3s's convention) keeps X out; what
+		// an earlier version deployed stays.
+		s.writeManifest(dir, "skipped.yaml.skip", "")
+		s.writeManifest(dir, "skipped.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: skipped\n")
+		s.writeManifest(dir, "user.yaml.skip", "")
+		s.writeManifest(dir, "user.yaml", userManifest("3", false))
+		s.waitAddonState("user", "Skipped", time.Minute)
+		if _, err := s.kubectlErr("get", "configmap", "skipped"); err == nil {
+			t.Error("skipped.yaml was deployed although skipped.yaml.skip exists")
+		}
+		if v, err := s.kubectlErr("get", "configmap", "user-a", "-o", "jsonpath={.data.x}"); err != nil || v != "2" {
+			t.Errorf("with user.yaml.skip, configmap user-a x=%q (%v), want the deployed 2 left as it is", v, err)
+		}
+		if err := os.Remove(filepath.Join(dir, "user.yaml.skip")); err != nil {
+			t.Fatal(err)
+		}
+		s.waitAddonState("user", "Applied", time.Minute)
+		eventually(t, time.Minute, func() error {
+			if v, err := s.kubectlErr("get", "configmap", "user-a", "-o", "jsonpath={.data.x}"); err != nil || v != "3" {
+				return fmt.Errorf("configmap user-a x=%q, %v", v, err)
+			}
+			return nil
+		})
+
 		// Removing the file removes what it created.
 		if err := os.Remove(filepath.Join(dir, "user.yaml")); err != nil {
 			t.Fatal(err)
@@ -274,16 +298,30 @@ data:
 		})
 	})
 
-	run("--disable ingress removes it; enabling it again brings it back", func(t *testing.T) {
+	run("--disable ingress removes it, --disable of a user's file too; enabling them again brings them back", func(t *testing.T) {
+		s.writeManifest(s.paths().Server.ManifestsDir, "mine.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mine\n")
+		eventually(t, time.Minute, func() error {
+			_, err := s.kubectlErr("get", "configmap", "mine")
+			return err
+		})
 		args := slices.Clone(s.args)
 		s.stop()
 		// The addons' watches must not hold up the apiserver's shutdown.
 		if l := s.log()[s.logStart:]; strings.Contains(l, "did not stop within") {
 			t.Errorf("a component hit the stop timeout with the addons running:\n%s", grepLines(l, "did not stop within"))
 		}
-		s.args = append(s.args, "--disable", "ingress")
+		s.args = append(s.args, "--disable", "ingress,mine")
 		s.start()
 		s.waitReady()
+		eventually(t, time.Minute, func() error {
+			if _, err := s.kubectlErr("get", "configmap", "mine"); err == nil {
+				return fmt.Errorf("configmap mine still exists with --disable mine")
+			}
+			return nil
+		})
+		if _, err := os.Stat(filepath.Join(s.paths().Server.ManifestsDir, "mine.yaml")); err != nil {
+			t.Errorf("--disable of a user's file removed the file: %v", err)
+		}
 		eventually(t, 2*time.Minute, func() error {
 			if _, err := s.kubectlErr("-n", "kube-system", "get", "daemonset", "skiff-ingress"); err == nil {
 				return fmt.Errorf("daemonset skiff-ingress still exists with --disable ingress")
@@ -310,6 +348,10 @@ data:
 		s.waitReady()
 		s.waitSystemPodsReady("app.kubernetes.io/name=skiff-ingress", 1, 3*time.Minute)
 		ingressAnswers(t, nodeIP, "a.example", "/", http.StatusOK, "hostname=a-")
+		eventually(t, time.Minute, func() error {
+			_, err := s.kubectlErr("get", "configmap", "mine")
+			return err
+		})
 	})
 }
 
