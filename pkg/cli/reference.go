@@ -16,10 +16,11 @@ func WriteReference(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("# Configuration reference\n\n")
 	b.WriteString("Generated from the command-line definitions by `make docs`; do not edit by hand.\n\n")
-	b.WriteString("Every setting can be given as a flag, as its environment variable, or as a key of the\n")
-	b.WriteString("config file (`--config`, default `/etc/skiff/config.yaml`) named like the long flag.\n")
-	b.WriteString("Precedence: flag > environment > config file > default. List flags are repeated on the\n")
-	b.WriteString("command line and written as YAML sequences in the config file.\n")
+	b.WriteString("A setting whose table names an environment variable can be given as a flag, as that\n")
+	b.WriteString("variable, or as a key of the config file (`--config`, default `/etc/skiff/config.yaml`)\n")
+	b.WriteString("named like the long flag; the others (the flags of `skiff token create`, for one) are\n")
+	b.WriteString("flags only. Precedence: flag > environment > config file > default. List flags are\n")
+	b.WriteString("repeated on the command line and written as YAML sequences in the config file.\n")
 	writeCommands(&b, "skiff", app.Commands)
 	_, err := io.WriteString(w, b.String())
 	return err
