@@ -258,6 +258,53 @@ func TestEnvDataDir(t *testing.T) {
 	}
 }
 
+func TestConfigDropIns(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(path, "data-dir: /srv/main\ntls-san: [a.example]\nnode-label: [zone=a]\n")
+	// Lexical order: 10 before 20; 20 replaces a key 10 set, and adds to
+	// a list with key+.
+	write(filepath.Join(dir, "config.yaml.d", "20-b.yaml"), "data-dir: /srv/b\ntls-san+: [c.example]\n")
+	write(filepath.Join(dir, "config.yaml.d", "10-a.yaml"), "data-dir: /srv/a\ntls-san+: b.example\nnode-label: [zone=b]\n")
+	write(filepath.Join(dir, "config.yaml.d", "notes.txt"), "not: yaml: at all")
+	cfg := mustSucceed(t, run(t, "server", "-c", path))
+	if cfg.DataDir != "/srv/b" {
+		t.Errorf("DataDir = %q, want the last drop-in's", cfg.DataDir)
+	}
+	if !reflect.DeepEqual(cfg.TLSSANs, []string{"a.example", "b.example", "c.example"}) {
+		t.Errorf("TLSSANs = %q, want config.yaml's with each drop-in's appended", cfg.TLSSANs)
+	}
+	if !reflect.DeepEqual(cfg.NodeLabels, []string{"zone=b"}) {
+		t.Errorf("NodeLabels = %q, want 10-a.yaml's to replace config.yaml's", cfg.NodeLabels)
+	}
+	// A flag still wins over every file.
+	if cfg := mustSucceed(t, run(t, "server", "-c", path, "--data-dir", "/srv/flag")); cfg.DataDir != "/srv/flag" {
+		t.Errorf("DataDir = %q, want the flag's", cfg.DataDir)
+	}
+
+	// Each drop-in is checked on its own, with its name and line.
+	write(filepath.Join(dir, "config.yaml.d", "30-c.yaml"), "\n\nno-such-flag: 1\n")
+	r := run(t, "server", "-c", path)
+	if r.code != 1 || !strings.Contains(r.stderr, "30-c.yaml") || !strings.Contains(r.stderr, `"no-such-flag"`) {
+		t.Errorf("unknown key in a drop-in: code %d, stderr %q", r.code, r.stderr)
+	}
+	write(filepath.Join(dir, "config.yaml.d", "30-c.yaml"), "data-dir+: /srv/c\n")
+	r = run(t, "server", "-c", path)
+	if r.code != 1 || !strings.Contains(r.stderr, "30-c.yaml: line 1") || !strings.Contains(r.stderr, "appends to a list") {
+		t.Errorf("key+ on a single value: code %d, stderr %q", r.code, r.stderr)
+	}
+}
+
 func TestConfigFileValueTypes(t *testing.T) {
 	isolate(t)
 	path := writeFile(t, "config.yaml", `# every kind of flag

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -12,29 +14,16 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// applyConfigFile folds the config file into the flags of the running
-// command. It sits between environment and defaults in precedence: urfave
-// reports a flag as set when it came from the command line or from its
-// environment variable, and only unset flags take the file's value.
+// applyConfigFile folds the config file, and its drop-ins, into the flags
+// of the running command. It sits between environment and defaults in
+// precedence: urfave reports a flag as set when it came from the command
+// line or from its environment variable, and only unset flags take the
+// files' values.
 //
 // Every key is checked against the server flags, whichever command runs, so
 // one file serves all commands and a typo is reported by each of them.
 func applyConfigFile(c *cli.Context) error {
-	path := c.String(flagConfig)
-	if path == "" {
-		return nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if !c.IsSet(flagConfig) {
-				return nil
-			}
-			return fmt.Errorf("config file %s does not exist; create it or point --config (SKIFF_CONFIG_FILE) at an existing file", path)
-		}
-		return fmt.Errorf("read config file: %w", err)
-	}
-	entries, err := parseConfigFile(path, data)
+	entries, err := loadConfigFiles(c.String(flagConfig), c.IsSet(flagConfig))
 	if err != nil {
 		return err
 	}
@@ -44,19 +33,76 @@ func applyConfigFile(c *cli.Context) error {
 		}
 		for _, v := range e.values {
 			if err := c.Set(e.key, v); err != nil {
-				return fmt.Errorf("config file %s: line %d: key %q: %w", path, e.line, e.key, err)
+				return fmt.Errorf("config file %s: line %d: key %q: %w", e.file, e.line, e.key, err)
 			}
 		}
 	}
 	return nil
 }
 
+// dropInDir is where drop-ins of a config file live: config.yaml.d/ beside
+// config.yaml.
+func dropInDir(path string) string { return path + ".d" }
+
+// loadConfigFiles reads the config file at path (a missing one is an error
+// only when explicit), then its drop-ins, *.yaml in <path>.d/ in lexical
+// order. A later file's key replaces an earlier one's, except that "key+"
+// appends to a list. The result has one entry per key.
+func loadConfigFiles(path string, explicit bool) ([]configEntry, error) {
+	if path == "" {
+		return nil, nil
+	}
+	files := []string{path}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if explicit {
+			return nil, fmt.Errorf("config file %s does not exist; create it or point --config (SKIFF_CONFIG_FILE) at an existing file", path)
+		}
+		files = nil
+	}
+	dropIns, err := filepath.Glob(filepath.Join(dropInDir(path), "*.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("list drop-ins of %s: %w", path, err)
+	}
+	sort.Strings(dropIns)
+	files = append(files, dropIns...)
+
+	var merged []configEntry
+	index := map[string]int{}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read config file: %w", err)
+		}
+		entries, err := parseConfigFile(file, data)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			i, ok := index[e.key]
+			switch {
+			case !ok:
+				index[e.key] = len(merged)
+				merged = append(merged, e)
+			case e.appends:
+				merged[i].values = append(merged[i].values, e.values...)
+				merged[i].file, merged[i].line = e.file, e.line
+			default:
+				merged[i] = e
+			}
+		}
+	}
+	return merged, nil
+}
+
 // configEntry is one key of the config file with its values rendered as the
 // strings the flag would get on the command line.
 type configEntry struct {
 	key    string
+	file   string
 	line   int
 	values []string
+	// appends is the "key+" form: add to the list an earlier file set.
+	appends bool
 }
 
 // parseConfigFile checks the whole file against the server flags before
@@ -91,7 +137,7 @@ func parseConfigFile(path string, data []byte) ([]configEntry, error) {
 		if keyNode.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("config file %s: line %d: keys must be flag names such as data-dir, not a list or map", path, keyNode.Line)
 		}
-		key := keyNode.Value
+		key, appends := strings.CutSuffix(keyNode.Value, "+")
 		if first, dup := seen[key]; dup {
 			return nil, fmt.Errorf("config file %s: line %d: key %q already set on line %d; keep only one", path, keyNode.Line, key, first)
 		}
@@ -103,11 +149,14 @@ func parseConfigFile(path string, data []byte) ([]configEntry, error) {
 		if !ok {
 			return nil, fmt.Errorf("config file %s: unknown key %q; keys are the server and agent flag names, e.g. %s", path, key, flagDataDir)
 		}
+		if _, list := f.(*cli.StringSliceFlag); appends && !list {
+			return nil, fmt.Errorf("config file %s: line %d: key %q+ appends to a list, but %s takes one value; write %q", path, keyNode.Line, key, key, key+":")
+		}
 		values, err := flagValues(f, valueNode)
 		if err != nil {
 			return nil, fmt.Errorf("config file %s: line %d: key %q %w", path, valueNode.Line, key, err)
 		}
-		entries = append(entries, configEntry{key: key, line: valueNode.Line, values: values})
+		entries = append(entries, configEntry{key: key, file: path, line: valueNode.Line, values: values, appends: appends})
 	}
 	return entries, nil
 }

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/skiff-io/skiff/pkg/config"
@@ -31,35 +29,27 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 
 // localSettings finds the data dir and the admin kubeconfig as `skiff
 // server` does: its environment variables, else the config file
-// (SKIFF_CONFIG_FILE, default /etc/skiff/config.yaml), else the defaults.
+// (SKIFF_CONFIG_FILE, default /etc/skiff/config.yaml) and its drop-ins,
+// else the defaults.
 func localSettings() (Local, error) {
 	l := Local{DataDir: config.DefaultDataDir, Kubeconfig: config.DefaultKubeconfig}
 	path, explicit := os.LookupEnv(envVar(flagConfig)[0])
 	if !explicit {
 		path = config.DefaultConfigFile
 	}
-	if path != "" {
-		data, err := os.ReadFile(path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && !explicit:
-		case err != nil:
-			return l, fmt.Errorf("read config file: %w", err)
-		default:
-			entries, err := parseConfigFile(path, data)
-			if err != nil {
-				return l, err
-			}
-			for _, e := range entries {
-				if len(e.values) == 0 {
-					continue
-				}
-				switch e.key {
-				case flagDataDir:
-					l.DataDir = e.values[0]
-				case flagKubeconfig:
-					l.Kubeconfig = e.values[0]
-				}
-			}
+	entries, err := loadConfigFiles(path, explicit && path != "")
+	if err != nil {
+		return l, err
+	}
+	for _, e := range entries {
+		if len(e.values) == 0 {
+			continue
+		}
+		switch e.key {
+		case flagDataDir:
+			l.DataDir = e.values[0]
+		case flagKubeconfig:
+			l.Kubeconfig = e.values[0]
 		}
 	}
 	if v := os.Getenv(envVar(flagDataDir)[0]); v != "" {

@@ -21,6 +21,8 @@ func WriteReference(w io.Writer) error {
 	b.WriteString("named like the long flag; the others (the flags of `skiff token create`, for one) are\n")
 	b.WriteString("flags only. Precedence: flag > environment > config file > default. List flags are\n")
 	b.WriteString("repeated on the command line and written as YAML sequences in the config file.\n")
+	b.WriteString("Drop-ins, `*.yaml` in `<config file>.d/`, are read in lexical order after the config\n")
+	b.WriteString("file; a later file's key replaces an earlier one's, and `key+:` appends to a list.\n")
 	writeCommands(&b, "skiff", app.Commands)
 	_, err := io.WriteString(w, b.String())
 	return err
