@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -118,6 +119,7 @@ func (s *systemImages) importImage(ctx context.Context, spec images.Spec) error 
 	} else if have {
 		return nil
 	}
+	began := time.Now()
 	// Streamed: a system image is tens of MiB that skiff's heap (and so
 	// its resident memory) need never hold.
 	pr, pw := io.Pipe()
@@ -130,6 +132,6 @@ func (s *systemImages) importImage(ctx context.Context, spec images.Spec) error 
 	if err != nil {
 		return fmt.Errorf("import the image %s: %w", spec.Name, err)
 	}
-	logrus.Infof("imported system image %s", spec.Name)
+	logrus.Infof("imported system image %s in %s", spec.Name, time.Since(began).Round(10*time.Millisecond))
 	return nil
 }

@@ -19,6 +19,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 //go:embed assets
@@ -119,6 +122,7 @@ func extract(hash, parent string, open func() (io.ReadCloser, error)) (string, e
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", parent, err)
 	}
+	began := time.Now()
 	tmp, err := os.MkdirTemp(parent, ".extract-"+hash+"-")
 	if err != nil {
 		return "", fmt.Errorf("create extraction folder in %s: %w", parent, err)
@@ -144,6 +148,8 @@ func extract(hash, parent string, open func() (io.ReadCloser, error)) (string, e
 		return "", fmt.Errorf("move helpers into %s: %w", final, err)
 	}
 	removeStale(parent, hash)
+	// A first start on a slow disk spends seconds here: say so.
+	logrus.Infof("unpacked the helper executables into %s in %s", final, time.Since(began).Round(10*time.Millisecond))
 	return binDir, nil
 }
 

@@ -57,6 +57,7 @@ func Run(ctx context.Context, ready func(), comps ...Component) error {
 			return nil
 		}
 		cctx, cancel := context.WithCancel(context.Background())
+		began := time.Now()
 		startErr := make(chan error, 1)
 		var done <-chan error
 		go func() {
@@ -81,7 +82,8 @@ func Run(ctx context.Context, ready func(), comps ...Component) error {
 		}
 		r := running{name: c.Name(), cancel: cancel, done: relay(c.Name(), done, exited)}
 		started = append(started, r)
-		logrus.Infof("%s is running", c.Name())
+		// The time tells a user on a slow disk what the start waits for.
+		logrus.Infof("%s is running (started in %s)", c.Name(), time.Since(began).Round(10*time.Millisecond))
 	}
 
 	if ready != nil {

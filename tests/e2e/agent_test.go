@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +65,20 @@ func TestAgentNode(t *testing.T) {
 			f(t)
 		})
 	}
+
+	// A first start on a slow disk says what it waits for, with times.
+	run("a first start logs its progress", func(t *testing.T) {
+		log := s.log()[s.logStart:]
+		for _, want := range []*regexp.Regexp{
+			regexp.MustCompile(`unpacked the helper executables into \S+ in [0-9.]+m?s`),
+			regexp.MustCompile(`imported system image \S+ in [0-9.]+m?s`),
+			regexp.MustCompile(`kube-apiserver is running \(started in [0-9.]+m?s\)`),
+		} {
+			if !want.MatchString(log) {
+				t.Errorf("the log of a first start has no line like %q", want)
+			}
+		}
+	})
 
 	if !run("images in the images dir are imported at start", func(t *testing.T) {
 		s.waitNodeImage(webImageV1, 2*time.Minute)
