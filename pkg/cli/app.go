@@ -68,6 +68,9 @@ func NewApp(a Actions) *cli.App {
 		// skiff prints its own two-line version (skiff and Kubernetes), so the
 		// built-in flag, which prints a single line, is replaced.
 		HideVersion: true,
+		// `skiff completion` scripts ask the binary for its commands and
+		// flags with --generate-bash-completion.
+		EnableBashCompletion: true,
 		// Component passthrough flags carry values such as
 		// enable-admission-plugins=A,B that must not be split on commas.
 		DisableSliceFlagSeparator: true,
@@ -105,6 +108,7 @@ func NewApp(a Actions) *cli.App {
 			datastoreCommand(),
 			certificateCommand(),
 			secretsEncryptCommand(),
+			completionCommand(),
 			passthrough("kubectl", "run the embedded kubectl against this server", false, withLocal(a.Kubectl), a.Kubectl != nil),
 			passthrough("ctr", "run containerd's ctr against this node's containerd", false, withName("ctr", a.Ctr), a.Ctr != nil),
 			passthrough("crictl", "run crictl against this node's container runtime", false, withLocal(func(l Local, args []string) error {
