@@ -65,7 +65,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	cfg := a.Config
 	paths := layout.New(cfg.DataDir)
 	l := paths.Agent
-	for _, dir := range []string{l.Dir, l.EtcDir, l.CredDir, l.CNIDataDir} {
+	for _, dir := range []string{l.Dir, l.EtcDir, l.CredDir, l.CNIDataDir, l.KubeletDropInDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -121,6 +121,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		Taints:          cfg.NodeTaints,
 		RootDir:         layout.DefaultKubeletRootDir,
 		ConfigDir:       l.KubeletConfigDir,
+		DropInDir:       l.KubeletDropInDir,
 		StaticPodDir:    l.PodManifestsDir,
 		Kubeconfig:      creds.KubeletKubeconfig,
 		ClientCA:        creds.ClientCA,

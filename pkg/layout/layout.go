@@ -68,8 +68,10 @@ type Agent struct {
 	EtcDir              string
 	ContainerdConfigDir string
 	KubeletConfigDir    string
-	FlannelConfigDir    string
-	CNIConfDir          string
+	// KubeletDropInDir holds users' kubelet configuration drop-ins.
+	KubeletDropInDir string
+	FlannelConfigDir string
+	CNIConfDir       string
 	// CNIDataDir keeps the CNI plugins' state; CNIIPAMDir, under it, the
 	// pod IP allocations.
 	CNIDataDir    string
@@ -120,6 +122,7 @@ func New(dataDir string) Layout {
 			EtcDir:              etc,
 			ContainerdConfigDir: filepath.Join(etc, "containerd"),
 			KubeletConfigDir:    filepath.Join(etc, "kubelet"),
+			KubeletDropInDir:    filepath.Join(etc, "kubelet.conf.d"),
 			FlannelConfigDir:    filepath.Join(etc, "flannel"),
 			CNIConfDir:          filepath.Join(etc, "cni", "net.d"),
 			CNIDataDir:          filepath.Join(agent, "cni"),

@@ -360,6 +360,12 @@ spec:
 		s.waitNodeReady(time.Minute) // still Ready
 	})
 
+	// The kubelet reads this drop-in at the restart below.
+	dropIn := filepath.Join(s.paths().Agent.KubeletDropInDir, "50-test.conf")
+	if err := os.WriteFile(dropIn, []byte("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPods: 111\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	run("pods survive a restart of skiff", func(t *testing.T) {
 		s.kubectl("scale", "deployment", "web", "--replicas=3")
 		pods := s.waitPodsRunning("app=web", 3)
@@ -493,6 +499,19 @@ spec:
 				break
 			}
 		}
+	})
+
+	run("a kubelet configuration drop-in is merged over skiff's", func(t *testing.T) {
+		out := s.kubectl("get", "--raw", "/api/v1/nodes/"+node.Metadata.Name+"/proxy/configz")
+		if !strings.Contains(out, `"maxPods":111`) {
+			t.Errorf("the kubelet's /configz does not show the drop-in's maxPods 111:\n%s", tail(out, 1500))
+		}
+		eventually(t, time.Minute, func() error {
+			if pods := s.kubectl("get", "node", node.Metadata.Name, "-o", "jsonpath={.status.capacity.pods}"); pods != "111" {
+				return fmt.Errorf("node capacity pods = %q, want the drop-in's 111", pods)
+			}
+			return nil
+		})
 	})
 
 	run("services and new pods work after the restart", func(t *testing.T) {

@@ -32,12 +32,16 @@ const signalStopGrace = 10 * time.Second
 
 // Kubelet runs the kubelet as a component.
 type Kubelet struct {
-	NodeName        string
-	NodeIPs         []net.IP
-	Labels          []string
-	Taints          []string
-	RootDir         string // pods' volumes and state; default /var/lib/kubelet
-	ConfigDir       string // where the generated KubeletConfiguration goes
+	NodeName  string
+	NodeIPs   []net.IP
+	Labels    []string
+	Taints    []string
+	RootDir   string // pods' volumes and state; default /var/lib/kubelet
+	ConfigDir string // where the generated KubeletConfiguration goes
+	// DropInDir holds users' KubeletConfiguration drop-ins (*.conf), which
+	// the kubelet merges over the generated file in lexical order; a
+	// --kubelet-arg config-dir=DIR replaces it.
+	DropInDir       string
 	StaticPodDir    string
 	Kubeconfig      string
 	ClientCA        string
@@ -108,6 +112,9 @@ func (k *Kubelet) Args(configFile string) []string {
 		"--root-dir=" + k.RootDir,
 		"--hostname-override=" + k.NodeName,
 		"--cert-dir=" + filepath.Join(k.RootDir, "pki"),
+	}
+	if k.DropInDir != "" {
+		args = append(args, "--config-dir="+k.DropInDir)
 	}
 	if len(k.NodeIPs) > 0 {
 		ips := make([]string, len(k.NodeIPs))
