@@ -72,7 +72,7 @@ func resolve(cfg Config) (Config, error) {
 		{"root dir", c.RootDir}, {"config dir", c.ConfigDir}, {"CNI config dir", c.CNIConfDir}, {"log file", c.LogFile},
 	} {
 		if p.path == "" {
-			return c, fmt.Errorf("containerd: %s is not set", p.what)
+			return c, fmt.Errorf("%s is not set", p.what)
 		}
 	}
 	for _, p := range []struct{ what, path string }{
@@ -88,7 +88,7 @@ func resolve(cfg Config) (Config, error) {
 		return c, fmt.Errorf("containerd socket path %q is %d bytes long but unix sockets allow %d here; choose a shorter path", c.Address, len(c.Address), maxAddressLen)
 	}
 	if c.SandboxImage == "" {
-		return c, errors.New("containerd: sandbox image is not set")
+		return c, errors.New("sandbox image is not set")
 	}
 	ref, err := distref.ParseDockerRef(c.SandboxImage)
 	if err != nil {

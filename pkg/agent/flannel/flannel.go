@@ -86,12 +86,10 @@ func (f *Flannel) Name() string { return "flannel" }
 // configuration. It then returns; flannel keeps routing until ctx is
 // cancelled. The returned channel receives the exit error (nil on a
 // requested stop) and is closed.
+//
+// Errors name no component: the runner prefixes "start flannel".
 func (f *Flannel) Start(ctx context.Context) (<-chan error, error) {
-	ch, err := f.start(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("start flannel: %w", err)
-	}
-	return ch, nil
+	return f.start(ctx)
 }
 
 func (f *Flannel) start(ctx context.Context) (<-chan error, error) {

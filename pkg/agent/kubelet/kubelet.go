@@ -183,7 +183,7 @@ func (k *Kubelet) Start(ctx context.Context) (<-chan error, error) {
 		close(done)
 	}()
 	if err := waitHealthy(ctx, done, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthzPort), 2*time.Minute); err != nil {
-		return nil, fmt.Errorf("kubelet: %w", err)
+		return nil, err // the runner prefixes "start kubelet"
 	}
 	close(healthy)
 	stopped := make(chan error, 1)

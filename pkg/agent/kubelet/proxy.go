@@ -69,7 +69,7 @@ func (p *Proxy) Start(ctx context.Context) (<-chan error, error) {
 		exited <- opts.Run(ctx)
 	}()
 	if err := waitHealthy(ctx, exited, fmt.Sprintf("http://127.0.0.1:%d/healthz", proxyHealthzPort), 2*time.Minute); err != nil {
-		return nil, fmt.Errorf("kube-proxy: %w", err)
+		return nil, err // the runner prefixes "start kube-proxy"
 	}
 	done := make(chan error, 1)
 	go func() {
