@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -21,9 +22,9 @@ const (
 	minServicePrefixV6 = 108
 )
 
-// Validate checks every field a user can set and returns the first problem
-// as a single sentence that names the flag, the cause and the fix, so the CLI
-// can print it as is.
+// Validate checks every field a user can set and returns every problem
+// found, each a sentence that names the flag, the cause and the fix (the
+// CLI prints them on one line), so a user fixes them all in one go.
 func (s *Server) Validate() error {
 	checks := []func() error{
 		s.validateDataDir,
@@ -37,12 +38,13 @@ func (s *Server) Validate() error {
 		s.validateAgentToken,
 		s.validateDisable,
 	}
+	var errs []error
 	for _, check := range checks {
 		if err := check(); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *Server) validateAgentToken() error {

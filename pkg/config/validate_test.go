@@ -163,6 +163,22 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestValidateReportsEveryProblem(t *testing.T) {
+	s := defaultServer()
+	s.HTTPSPort = 0
+	s.ClusterDomain = "Not A Domain"
+	s.Disable = []string{"../x"}
+	err := s.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil")
+	}
+	for _, want := range []string{"--https-listen-port", "--cluster-domain", "--disable"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %q, want every problem, %s among them", err, want)
+		}
+	}
+}
+
 func TestKubeconfigFileMode(t *testing.T) {
 	tests := []struct {
 		in      string
