@@ -66,7 +66,10 @@ func WriteKubeconfig(path string, kc Kubeconfig, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create directory for kubeconfig %s: %w", path, err)
 	}
-	return fileutil.WriteAtomic(path, data, mode)
+	// An unchanged kubeconfig is left alone, so that its readers see no
+	// change when a restart or a renewal had nothing to renew.
+	_, err = fileutil.WriteIfChanged(path, data, mode)
+	return err
 }
 
 func readIfSet(path string) ([]byte, error) {

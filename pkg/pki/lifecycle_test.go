@@ -1,10 +1,16 @@
 package pki
 
 import (
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestManagedCertsAndRotate(t *testing.T) {
@@ -67,5 +73,54 @@ func TestManagedCertsAndRotate(t *testing.T) {
 	mustEnsure(t, tlsDir, ServerOptions{DNSNames: []string{"api.example"}})
 	if readCert(t, p.ServingCert).SerialNumber.Cmp(after.SerialNumber) != 0 {
 		t.Fatal("the restart re-issued the rotated certificate again")
+	}
+}
+
+func TestLeavesRenewWithin120DaysOfExpiry(t *testing.T) {
+	dir := t.TempDir()
+	p := mustEnsure(t, dir, ServerOptions{})
+	ca, err := loadCA(p.ClientCACert, p.ClientCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := mustRead(t, p.AdminKey)
+	key, err := parsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// writeAdmin replaces the admin certificate with one that expires in left.
+	writeAdmin := func(left time.Duration) *x509.Certificate {
+		t.Helper()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(time.Now().UnixNano()),
+			Subject:      pkix.Name{CommonName: "system:admin", Organization: []string{"system:masters"}},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(left),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p.AdminCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return readCert(t, p.AdminCert)
+	}
+
+	kept := writeAdmin(RenewBefore + 10*24*time.Hour)
+	mustEnsure(t, dir, ServerOptions{})
+	if got := readCert(t, p.AdminCert); got.SerialNumber.Cmp(kept.SerialNumber) != 0 {
+		t.Fatal("a certificate with more than 120 days left was re-issued")
+	}
+	old := writeAdmin(RenewBefore - 10*24*time.Hour)
+	mustEnsure(t, dir, ServerOptions{})
+	renewed := readCert(t, p.AdminCert)
+	if renewed.SerialNumber.Cmp(old.SerialNumber) == 0 || time.Until(renewed.NotAfter) < RenewBefore {
+		t.Fatalf("a certificate with 110 days left was not renewed (expires %s)", renewed.NotAfter)
+	}
+	if string(mustRead(t, p.AdminKey)) != string(keyPEM) {
+		t.Fatal("renewal replaced the key")
 	}
 }

@@ -57,7 +57,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 
-	certs, err := pki.EnsureServer(l.TLSDir, serverSANs(cfg, nodeName, nodeIPs, serviceIP))
+	sans := serverSANs(cfg, nodeName, nodeIPs, serviceIP)
+	certs, err := pki.EnsureServer(l.TLSDir, sans)
 	if err != nil {
 		return fmt.Errorf("prepare certificates in %s: %w", l.TLSDir, err)
 	}
@@ -159,7 +160,14 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		comps = append(comps, runtime)
 		node = &agent.Agent{Config: nodeCfg, Runtime: runtime}
 	}
-	comps = append(comps, api, joinCache, &supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second},
+	renewal := &certRenewal{every: 12 * time.Hour, renew: func() error {
+		if _, err := pki.EnsureServer(l.TLSDir, sans); err != nil {
+			return err
+		}
+		_, err := writeKubeconfigs(cfg, l, certs, local)
+		return err
+	}}
+	comps = append(comps, api, joinCache, renewal, &supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second},
 		&clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
 		&deploy.Controller{
 			Dir:        l.ManifestsDir,
