@@ -103,7 +103,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 	if backend == "" {
 		backend = config.DefaultFlannelBackend
 	}
-	if err := prepareHost(backend, argValue(cfg.ExtraKubeProxyArgs, "proxy-mode")); err != nil {
+	if err := prepareHost(backend, cfg.KubeProxyMode()); err != nil {
 		return nil, err
 	}
 
@@ -119,7 +119,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		NodeIPs:         cfg.NodeIPs,
 		Labels:          cfg.NodeLabels,
 		Taints:          cfg.NodeTaints,
-		RootDir:         layout.DefaultKubeletRootDir,
+		RootDir:         cfg.KubeletRootDir(),
 		ConfigDir:       l.KubeletConfigDir,
 		DropInDir:       l.KubeletDropInDir,
 		StaticPodDir:    l.PodManifestsDir,
@@ -134,9 +134,6 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 		CgroupV2:        cgroupV2,
 		ExtraArgs:       cfg.ExtraKubeletArgs,
 		Debug:           cfg.Debug,
-	}
-	if root := argValue(cfg.ExtraKubeletArgs, "root-dir"); root != "" {
-		kl.RootDir = root
 	}
 
 	fl := &flannel.Flannel{Config: flannel.Config{
@@ -191,18 +188,6 @@ func isCgroupV2() bool {
 		return false
 	}
 	return st.Type == unix.CGROUP2_SUPER_MAGIC
-}
-
-// argValue finds a key=value passthrough argument.
-func argValue(args []string, key string) string {
-	value := ""
-	for _, a := range args {
-		k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if ok && k == key {
-			value = v
-		}
-	}
-	return value
 }
 
 func splitList(s string) []string {

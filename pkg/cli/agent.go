@@ -95,8 +95,8 @@ func agentConfig(c *cli.Context) (*config.Agent, error) {
 	if token == "" {
 		return nil, errors.New("no join token: pass --token (or set SKIFF_TOKEN); print it on the server with \"skiff token\"")
 	}
-	s := &config.Server{DataDir: c.String(flagDataDir), NodeIP: c.String(flagNodeIP)}
-	if err := s.ValidateAgentFields(); err != nil {
+	nodeIPs, err := config.AgentFields(c.String(flagDataDir), c.String(flagNodeIP))
+	if err != nil {
 		return nil, err
 	}
 	cfg := &config.Agent{
@@ -110,11 +110,11 @@ func agentConfig(c *cli.Context) (*config.Agent, error) {
 			Snapshotter:        c.String(flagSnapshotter),
 			RegistriesFile:     c.String(flagRegistries),
 		},
-		DataDir:   s.DataDir,
+		DataDir:   c.String(flagDataDir),
 		ServerURL: server,
 		Token:     token,
 		NodeName:  c.String(flagNodeName),
-		NodeIPs:   s.NodeIPs(),
+		NodeIPs:   nodeIPs,
 		Debug:     c.Bool(flagDebug),
 	}
 	if err := cfg.ValidateNode(); err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // Node agent defaults.
@@ -89,6 +91,34 @@ func (n *Node) ValidateNode() error {
 		}
 	}
 	return nil
+}
+
+// KubeletRootDir is the kubelet's root dir: DefaultKubeletRootDir unless
+// --kubelet-arg root-dir=DIR moves it (the last one wins, as for the
+// kubelet itself).
+func (n *Node) KubeletRootDir() string {
+	if dir := passthroughValue(n.ExtraKubeletArgs, "root-dir"); dir != "" {
+		return dir
+	}
+	return layout.DefaultKubeletRootDir
+}
+
+// KubeProxyMode is the mode --kube-proxy-arg proxy-mode= picks, "" for
+// kube-proxy's default (iptables).
+func (n *Node) KubeProxyMode() string {
+	return passthroughValue(n.ExtraKubeProxyArgs, "proxy-mode")
+}
+
+// passthroughValue finds the last key=value among a --*-arg flag's values.
+func passthroughValue(args []string, key string) string {
+	value := ""
+	for _, a := range args {
+		k, v, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if ok && k == key {
+			value = v
+		}
+	}
+	return value
 }
 
 // PassthroughFlags turns the "name=value" values of the --*-arg flags into

@@ -67,16 +67,23 @@ func (s *Server) validateDisable() error {
 	return nil
 }
 
-// ValidateAgentFields checks the fields `skiff agent` shares with the
-// server: the data dir and the node IPs.
-func (s *Server) ValidateAgentFields() error {
-	if err := s.validateDataDir(); err != nil {
-		return err
+// AgentFields checks the settings `skiff agent` shares with the server,
+// the data dir and --node-ip, and returns the node IPs parsed; errors are
+// reported together, as Validate's are.
+func AgentFields(dataDir, nodeIP string) ([]net.IP, error) {
+	var errs []error
+	if err := ValidateDataDir(dataDir); err != nil {
+		errs = append(errs, err)
 	}
-	if s.NodeIP != "" {
-		return validateNodeIPs(s.NodeIP)
+	if nodeIP != "" {
+		if err := validateNodeIPs(nodeIP); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return parseNodeIPs(nodeIP), nil
 }
 
 // KubeconfigFileMode returns KubeconfigMode as a file mode; it accepts the
@@ -106,12 +113,14 @@ func (s *Server) KubernetesServiceIP() (first net.IP, err error) {
 
 // NodeIPs returns the parsed NodeIP list, skipping entries that do not parse;
 // callers that need to know about bad entries run Validate first.
-func (s *Server) NodeIPs() []net.IP {
-	if strings.TrimSpace(s.NodeIP) == "" {
+func (s *Server) NodeIPs() []net.IP { return parseNodeIPs(s.NodeIP) }
+
+func parseNodeIPs(list string) []net.IP {
+	if strings.TrimSpace(list) == "" {
 		return nil
 	}
 	var ips []net.IP
-	for _, part := range strings.Split(s.NodeIP, ",") {
+	for _, part := range strings.Split(list, ",") {
 		if addr, ok := parseIP(strings.TrimSpace(part)); ok {
 			ips = append(ips, net.IP(addr.AsSlice()))
 		}
@@ -119,12 +128,15 @@ func (s *Server) NodeIPs() []net.IP {
 	return ips
 }
 
-func (s *Server) validateDataDir() error {
+func (s *Server) validateDataDir() error { return ValidateDataDir(s.DataDir) }
+
+// ValidateDataDir checks a --data-dir: skiff needs an absolute path.
+func ValidateDataDir(dir string) error {
 	switch {
-	case s.DataDir == "":
+	case dir == "":
 		return fmt.Errorf("invalid --data-dir: empty; use an absolute path such as %s", DefaultDataDir)
-	case !filepath.IsAbs(s.DataDir):
-		return fmt.Errorf("invalid --data-dir %q: relative path; use an absolute path such as %s", s.DataDir, DefaultDataDir)
+	case !filepath.IsAbs(dir):
+		return fmt.Errorf("invalid --data-dir %q: relative path; use an absolute path such as %s", dir, DefaultDataDir)
 	}
 	return nil
 }

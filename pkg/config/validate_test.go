@@ -248,3 +248,26 @@ func TestNodeIPs(t *testing.T) {
 		}
 	}
 }
+
+func TestSettingsFromPassthroughArgs(t *testing.T) {
+	n := &Node{}
+	if n.KubeletRootDir() != "/var/lib/kubelet" || n.KubeProxyMode() != "" {
+		t.Fatalf("defaults: %q %q", n.KubeletRootDir(), n.KubeProxyMode())
+	}
+	n.ExtraKubeletArgs = []string{"v=2", "root-dir=/srv/a", "--root-dir=/srv/kubelet"}
+	n.ExtraKubeProxyArgs = []string{"proxy-mode=nftables"}
+	if n.KubeletRootDir() != "/srv/kubelet" || n.KubeProxyMode() != "nftables" {
+		t.Fatalf("from the args (the last wins): %q %q", n.KubeletRootDir(), n.KubeProxyMode())
+	}
+}
+
+func TestAgentFields(t *testing.T) {
+	ips, err := AgentFields("/var/lib/skiff", "192.0.2.5,fd00::5")
+	if err != nil || len(ips) != 2 || ips[0].String() != "192.0.2.5" {
+		t.Fatalf("%v %v", ips, err)
+	}
+	_, err = AgentFields("relative", "nope")
+	if err == nil || !strings.Contains(err.Error(), "--data-dir") || !strings.Contains(err.Error(), "--node-ip") {
+		t.Fatalf("both problems at once: %v", err)
+	}
+}
