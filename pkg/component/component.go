@@ -1,5 +1,8 @@
 // Package component runs skiff's long-lived pieces in dependency order and
 // stops them in reverse, turning any unexpected exit into a clean shutdown.
+// A few upstream goroutines outlive their component's stop (the kubelet's,
+// kube-proxy's run loop); they end with the process, which exits once Run
+// returns (docs/architecture.md, Restarts and failures).
 package component
 
 import (
@@ -69,9 +72,12 @@ func Run(ctx context.Context, ready func(), comps ...Component) error {
 		select {
 		case err = <-startErr:
 		case <-ctx.Done():
-			// Give the pending start a chance to notice cancellation.
+			// Give the pending start a chance to notice cancellation, and
+			// if it got going anyway, wait for it to stop like the others.
 			cancel()
-			<-startErr
+			if err := <-startErr; err == nil && done != nil {
+				started = append(started, running{name: c.Name(), cancel: cancel, done: done})
+			}
 			stopAll()
 			return nil
 		}

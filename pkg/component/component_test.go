@@ -117,3 +117,51 @@ func TestRunShutsDownWhenAComponentExits(t *testing.T) {
 		t.Fatalf("lifecycle\n got %s\nwant %s", got, want)
 	}
 }
+
+// slowStart is a component whose Start returns only after it is told to,
+// whatever its context says, and which then runs until cancelled.
+type slowStart struct {
+	entered, release, stopped chan struct{}
+}
+
+func (s *slowStart) Name() string { return "slow" }
+
+func (s *slowStart) Start(ctx context.Context) (<-chan error, error) {
+	close(s.entered)
+	<-s.release
+	done := make(chan error)
+	go func() {
+		<-ctx.Done()
+		time.Sleep(200 * time.Millisecond) // a stop takes a while
+		close(s.stopped)
+		close(done)
+	}()
+	return done, nil
+}
+
+// A stop asked for while a component is still starting waits for that
+// component too: if its Start succeeds after all, it is stopped and waited
+// for before Run returns, not left running.
+func TestRunWaitsForAStartPendingAtCancel(t *testing.T) {
+	c := &slowStart{entered: make(chan struct{}), release: make(chan struct{}), stopped: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	returned := make(chan error, 1)
+	go func() { returned <- Run(ctx, nil, c) }()
+	<-c.entered
+	cancel()
+	time.Sleep(50 * time.Millisecond) // let Run see the cancel first
+	close(c.release)
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	select {
+	case <-c.stopped:
+	default:
+		t.Fatal("Run returned while the component whose start was pending still runs")
+	}
+}
