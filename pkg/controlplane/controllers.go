@@ -2,7 +2,15 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
@@ -10,8 +18,16 @@ import (
 	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 )
 
-// ControllerManager is the kube-controller-manager component. It waits for
-// the apiserver on its own, so Start returns as soon as it is configured.
+// ControllerManager is the kube-controller-manager component. Start returns
+// once it has built its controllers.
+//
+// That wait matters because the components share one process: upstream's
+// CSI volume plugin keeps its node-info manager in a package variable that
+// every plugin Init replaces. The controller-manager's volume controllers
+// init the plugin with no node name when they are built; done after the
+// kubelet's own Init, that leaves the kubelet's CSINode set-up with an
+// empty node name, and after 140 s of retries it exits the process. Built
+// first, the kubelet's Init (which starts later) is the one that counts.
 type ControllerManager struct {
 	Args []string
 }
@@ -36,6 +52,10 @@ func (m *ControllerManager) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube-controller-manager config: %w", err)
 	}
+	if c.SecureServing == nil || c.SecureServing.Listener == nil {
+		return nil, errors.New("kube-controller-manager: no secure port to check its health on")
+	}
+	healthz := "https://" + c.SecureServing.Listener.Addr().String() + "/healthz?verbose"
 	done := make(chan error, 1)
 	go func() {
 		err := cmapp.Run(ctx, c.Complete())
@@ -45,7 +65,51 @@ func (m *ControllerManager) Start(ctx context.Context) (<-chan error, error) {
 		done <- err
 		close(done)
 	}()
+	if err := waitControllersBuilt(ctx, healthz, done); err != nil {
+		return nil, err
+	}
 	return done, nil
+}
+
+// controllersBuiltTimeout bounds the wait for the controllers: past it the
+// start goes on (with a warning), as a controller-manager whose controllers
+// are all disabled never lists any.
+const controllersBuiltTimeout = 2 * time.Minute
+
+// waitControllersBuilt polls the controller-manager's verbose health until
+// it lists its controllers' checks, which it registers all at once after
+// building every controller.
+func waitControllersBuilt(ctx context.Context, url string, exited <-chan error) error {
+	client := &http.Client{
+		Timeout: 2 * time.Second,
+		// Its serving certificate is self-signed, made at start; only the
+		// health text is read.
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
+	}
+	deadline := time.Now().Add(controllersBuiltTimeout)
+	for {
+		if resp, err := client.Get(url); err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if strings.Contains(string(body), "-controller ok") {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			logrus.Warnf("kube-controller-manager lists no controllers at %s after %s; going on", url, controllersBuiltTimeout)
+			return nil
+		}
+		select {
+		case err, ok := <-exited:
+			if !ok || err == nil {
+				err = errors.New("exited while building its controllers")
+			}
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Scheduler is the kube-scheduler component.
