@@ -98,7 +98,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 
 	ds := &datastore.Datastore{Endpoint: cfg.DatastoreEndpoint, DBDir: l.DBDir, StateDB: l.StateDB, Socket: l.KineSocket}
-	joinCache := &supervisor.Cache{Client: kubeclient.Lazy(kubeconfigs.admin)}
+	// One admin client, built on first use, serves every join-endpoint piece.
+	adminClient := kubeclient.Lazy(kubeconfigs.admin)
+	joinCache := &supervisor.Cache{Client: adminClient}
 	sup := &supervisor.Supervisor{
 		PKI:   certs,
 		Token: token,
@@ -109,9 +111,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			ClusterDomain:  cfg.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
 		},
-		Passwords:  &supervisor.NodePasswords{Client: kubeclient.Lazy(kubeconfigs.admin)},
+		Passwords:  &supervisor.NodePasswords{Client: adminClient},
 		AgentToken: agentToken,
-		JoinTokens: &supervisor.JoinTokens{Client: kubeclient.Lazy(kubeconfigs.admin), Cache: joinCache},
+		JoinTokens: &supervisor.JoinTokens{Client: adminClient, Cache: joinCache},
 		Nodes:      joinCache,
 	}
 	advertise := cfg.AdvertiseAddress

@@ -39,6 +39,14 @@ func (m *KubeletCAMigration) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !legacy {
+		// A cluster made with the kubelet-serving CA has nothing to migrate.
+		go func() {
+			<-ctx.Done()
+			close(done)
+		}()
+		return done, nil
+	}
 	pem, err := os.ReadFile(m.PKI.KubeletServingCACert)
 	if err != nil {
 		return nil, fmt.Errorf("read kubelet-serving CA: %w", err)
@@ -49,10 +57,6 @@ func (m *KubeletCAMigration) Start(ctx context.Context) (<-chan error, error) {
 	}
 	go func() {
 		defer close(done)
-		if !legacy {
-			<-ctx.Done()
-			return
-		}
 		logrus.Infof("nodes that joined before the kubelet-serving CA existed get a certificate from it at their next start; until then the apiserver also trusts the server CA for kubelets")
 		var reported []string
 		for {

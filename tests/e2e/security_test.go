@@ -192,13 +192,15 @@ func floodJoinPort(t *testing.T, url string, caPEM []byte, sources, perSource in
 
 // joinHTTPClient trusts caPEM and, when local is set, connects from it.
 func joinHTTPClient(caPEM []byte, local net.IP) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	if local != nil {
 		dialer.LocalAddr = &net.TCPAddr{IP: local}
 	}
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext:     dialer.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: poolOf(parseCertPEM(caPEM)), ServerName: "localhost"},
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"},
 	}}
 }
 
@@ -269,21 +271,10 @@ func readPEMCert(t *testing.T, path string) *x509.Certificate {
 	return parseCert(t, b)
 }
 
-func parseCertPEM(b []byte) *x509.Certificate {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil
-	}
-	c, _ := x509.ParseCertificate(block.Bytes)
-	return c
-}
-
 func poolOf(certs ...*x509.Certificate) *x509.CertPool {
 	pool := x509.NewCertPool()
 	for _, c := range certs {
-		if c != nil {
-			pool.AddCert(c)
-		}
+		pool.AddCert(c)
 	}
 	return pool
 }
