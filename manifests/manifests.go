@@ -1,6 +1,7 @@
 // Package manifests holds the bundled addon manifests (CoreDNS, the ingress
-// controller) as templates, and renders them with the cluster's settings
-// for the deploy controller to write and apply.
+// controller, local storage, metrics-server, ServiceLB) as templates, and
+// renders them with the cluster's settings for the deploy controller to
+// write and apply.
 package manifests
 
 import (
@@ -17,10 +18,24 @@ var files embed.FS
 
 // Values are what the templates may refer to.
 type Values struct {
-	ClusterDNS    string // the kube-dns Service IP
-	ClusterDomain string
-	CoreDNSImage  string
-	IngressImage  string
+	ClusterDNS         string // the kube-dns Service IP
+	ClusterDomain      string
+	CoreDNSImage       string
+	IngressImage       string
+	LocalPathImage     string
+	MetricsServerImage string
+	ServiceLBImage     string
+	// StoragePath is the directory local-path volumes are made in.
+	StoragePath string
+	// MetricsServerCert and MetricsServerKey are metrics-server's serving
+	// certificate and key, AddonServingCA the CA its APIService trusts and
+	// KubeletCA the bundle kubelets' serving certificates verify with; all
+	// PEM, base64-encoded.
+	MetricsServerCert, MetricsServerKey string
+	AddonServingCA, KubeletCA           string
+	// ReservedPorts are the node ports no LoadBalancer Service may take,
+	// as PORT/PROTOCOL=what uses it.
+	ReservedPorts []string
 }
 
 // Names lists the bundled addons, e.g. "coredns", "ingress".

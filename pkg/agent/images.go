@@ -23,15 +23,29 @@ const PauseImage = "skiff.local/system/pause:3.10"
 // the upstream release it is compiled from.
 const CoreDNSImage = "skiff.local/system/coredns:1.15.0"
 
-// IngressImage names the image of skiff's ingress controller. Its code
-// changes with skiff itself, so the tag is the content hash of the helpers
-// every node of one build shares.
-func IngressImage() (string, error) {
+// MetricsServerImage carries the upstream metrics-server build shipped
+// inside skiff; the tag is the release it is compiled from.
+const MetricsServerImage = "skiff.local/system/metrics-server:v0.8.0"
+
+// IngressImage names the image of skiff's ingress controller.
+func IngressImage() (string, error) { return ownImage("ingress") }
+
+// LocalPathImage names the image of the local-path provisioner and of the
+// helper its pods run to make and remove volume directories.
+func LocalPathImage() (string, error) { return ownImage("local-path") }
+
+// ServiceLBImage names the image of skiff's ServiceLB controller.
+func ServiceLBImage() (string, error) { return ownImage("servicelb") }
+
+// ownImage names a system image that holds skiff's own code, which changes
+// with skiff itself: the tag is the content hash of the helpers every node
+// of one build shares.
+func ownImage(name string) (string, error) {
 	hash, err := bundle.ContentHash()
 	if err != nil {
 		return "", err
 	}
-	return "skiff.local/system/ingress:" + hash, nil
+	return "skiff.local/system/" + name + ":" + hash, nil
 }
 
 // systemImages imports the images a node needs from the skiff binary itself
@@ -70,12 +84,19 @@ func (s *systemImages) Start(ctx context.Context) (<-chan error, error) {
 	return done, nil
 }
 
-// specs describes the system images: each is one static program from the
+// specs describes the system images: each holds static programs from the
 // helper executables.
 func (s *systemImages) specs() ([]images.Spec, error) {
-	ingress, err := IngressImage()
-	if err != nil {
-		return nil, err
+	var ingress, localPath, serviceLB string
+	for _, own := range []struct {
+		name func() (string, error)
+		ref  *string
+	}{{IngressImage, &ingress}, {LocalPathImage, &localPath}, {ServiceLBImage, &serviceLB}} {
+		ref, err := own.name()
+		if err != nil {
+			return nil, err
+		}
+		*own.ref = ref
 	}
 	program := func(file string) images.File {
 		return images.File{Source: filepath.Join(s.binDir, file), Path: "/" + file, Mode: 0o755}
@@ -98,6 +119,22 @@ func (s *systemImages) specs() ([]images.Spec, error) {
 			Entrypoint:   []string{"/skiff-ingress"},
 			Files:        []images.File{program("skiff-ingress")},
 			ExposedPorts: []string{"80/tcp", "443/tcp"},
+		},
+		{
+			Name:       localPath,
+			Entrypoint: []string{"/local-path-provisioner"},
+			Files:      []images.File{program("local-path-provisioner"), program("skiff-volume-helper")},
+		},
+		{
+			Name:         MetricsServerImage,
+			Entrypoint:   []string{"/metrics-server"},
+			Files:        []images.File{program("metrics-server")},
+			ExposedPorts: []string{"4443/tcp"},
+		},
+		{
+			Name:       serviceLB,
+			Entrypoint: []string{"/skiff-servicelb"},
+			Files:      []images.File{program("skiff-servicelb")},
 		},
 	}, nil
 }

@@ -23,7 +23,7 @@ func TestCertificateCheckFailsWithin30Days(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := run(t, "certificate", "check", "--config", "", "--data-dir", dataDir)
-	if r.code != 0 || strings.Count(r.stdout, "\n") != 10 || !strings.Contains(r.stdout, "kubelet-serving-ca") {
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 12 || !strings.Contains(r.stdout, "kubelet-serving-ca") {
 		t.Fatalf("a fresh server: code %d, stdout:\n%s\nstderr %q", r.code, r.stdout, r.stderr)
 	}
 

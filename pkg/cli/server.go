@@ -37,6 +37,7 @@ const (
 	flagSecretsEncryption    = "secrets-encryption"
 	flagDisableAgent         = "disable-agent"
 	flagDisable              = "disable"
+	flagLocalStoragePath     = "default-local-storage-path"
 	flagAPIServerArg         = "kube-apiserver-arg"
 	flagControllerManagerArg = "kube-controller-manager-arg"
 	flagSchedulerArg         = "kube-scheduler-arg"
@@ -153,6 +154,7 @@ func serverFlags() []cli.Flag {
 		str(flagDatastoreEndpoint, categoryCluster, "kine datastore endpoint (default: SQLite in the data dir)", ""),
 		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
 		list(flagDisable, categoryCluster, "addon not to deploy, removed if it runs: a bundled one ("+strings.Join(manifests.Names(), ", ")+") or a file of the manifests folder, named without its extension; repeat the flag or separate with commas"),
+		str(flagLocalStoragePath, categoryCluster, "directory on each node that volumes of the local-path storage class are created in (default: storage in the data dir)", ""),
 
 		kubeconfig,
 		str(flagKubeconfigMode, categoryKubeconfig, "octal file mode of the admin kubeconfig", config.DefaultKubeconfigMode),
@@ -229,6 +231,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		SecretsEncryption:          c.Bool(flagSecretsEncryption),
 		DisableAgent:               c.Bool(flagDisableAgent),
 		Disable:                    splitCommas(c.StringSlice(flagDisable)),
+		LocalStoragePath:           c.String(flagLocalStoragePath),
 		ExtraAPIServerArgs:         copyList(c.StringSlice(flagAPIServerArg)),
 		ExtraControllerManagerArgs: copyList(c.StringSlice(flagControllerManagerArg)),
 		ExtraSchedulerArgs:         copyList(c.StringSlice(flagSchedulerArg)),

@@ -37,6 +37,7 @@ func (s *Server) Validate() error {
 		s.ValidateNode,
 		s.validateAgentToken,
 		s.validateDisable,
+		s.validateLocalStoragePath,
 	}
 	var errs []error
 	for _, check := range checks {
@@ -57,6 +58,16 @@ func (s *Server) validateAgentToken() error {
 // disableName is what --disable takes: a file name of the manifests
 // folder without its extension (or an Addon name).
 var disableName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
+
+func (s *Server) validateLocalStoragePath() error {
+	if s.LocalStoragePath == "" {
+		return nil
+	}
+	if !filepath.IsAbs(s.LocalStoragePath) || filepath.Clean(s.LocalStoragePath) == "/" {
+		return fmt.Errorf("--default-local-storage-path %q is not an absolute directory below /; give one such as /var/lib/skiff/storage", s.LocalStoragePath)
+	}
+	return nil
+}
 
 func (s *Server) validateDisable() error {
 	for _, d := range s.Disable {

@@ -63,6 +63,13 @@ type Controller struct {
 
 func (c *Controller) Name() string { return "deploy" }
 
+// UpdateBundled rewrites the bundled manifests that changed while the
+// server runs (a renewed certificate an addon carries); the folder's
+// watcher applies them.
+func (c *Controller) UpdateBundled(bundled []Bundled) error {
+	return writeBundled(c.Dir, bundled)
+}
+
 // Start writes the bundled manifests and returns. In the background it
 // installs the Addon API, applies the whole folder once and then keeps it
 // applied until ctx is cancelled; failing to install the Addon API ends

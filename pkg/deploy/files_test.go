@@ -1,8 +1,10 @@
 package deploy
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -231,6 +233,50 @@ func TestGVKRoundTrip(t *testing.T) {
 	}
 }
 
+var testValues = manifests.Values{
+	ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local",
+	CoreDNSImage: "skiff.local/system/coredns:test", IngressImage: "skiff.local/system/ingress:test",
+	LocalPathImage: "skiff.local/system/local-path:test", MetricsServerImage: "skiff.local/system/metrics-server:test",
+	ServiceLBImage: "skiff.local/system/servicelb:test", StoragePath: `/var/lib/skiff "quoted"/storage`,
+	MetricsServerCert: "Y2VydA==", MetricsServerKey: "a2V5", AddonServingCA: "Y2E=", KubeletCA: "a3ViZWxldC1jYQ==",
+	ReservedPorts: []string{"6443/TCP=the Skiff API server", "80/TCP=the bundled ingress controller (disable it with --disable ingress)"},
+}
+
+// The local-path provisioner reads its node paths from JSON in a
+// ConfigMap: a path that needs escaping must stay one path.
+func TestLocalStorageConfigIsJSON(t *testing.T) {
+	out, err := manifests.Render("local-storage", testValues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := parseObjects(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range objs {
+		o, ok := obj.(*unstructured.Unstructured)
+		if !ok || o.GetKind() != "ConfigMap" {
+			continue
+		}
+		data, _, _ := unstructured.NestedStringMap(o.Object, "data")
+		var cfg struct {
+			NodePathMap []struct {
+				Node  string   `json:"node"`
+				Paths []string `json:"paths"`
+			} `json:"nodePathMap"`
+			SetupCommand string `json:"setupCommand"`
+		}
+		if err := json.Unmarshal([]byte(data["config.json"]), &cfg); err != nil {
+			t.Fatalf("config.json: %v\n%s", err, data["config.json"])
+		}
+		if len(cfg.NodePathMap) != 1 || !slices.Equal(cfg.NodePathMap[0].Paths, []string{testValues.StoragePath}) || cfg.SetupCommand != "/skiff-volume-helper" {
+			t.Fatalf("config.json = %+v", cfg)
+		}
+		return
+	}
+	t.Fatal("no ConfigMap in local-storage")
+}
+
 // The bundled templates must render into valid objects for any cluster.
 func TestBundledManifestsRender(t *testing.T) {
 	names := manifests.Names()
@@ -238,10 +284,7 @@ func TestBundledManifestsRender(t *testing.T) {
 		t.Fatal("no bundled manifests")
 	}
 	for _, name := range names {
-		out, err := manifests.Render(name, manifests.Values{
-			ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local",
-			CoreDNSImage: "skiff.local/system/coredns:test", IngressImage: "skiff.local/system/ingress:test",
-		})
+		out, err := manifests.Render(name, testValues)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -30,6 +30,9 @@ type Layout struct {
 	// HelpersDir holds the helper executables unpacked from the binary,
 	// one <content-hash>/bin folder per version.
 	HelpersDir string
+	// StorageDir holds the local-path volumes, one directory each, unless
+	// --default-local-storage-path moves them.
+	StorageDir string
 	Run        Run
 }
 
@@ -133,6 +136,7 @@ func New(dataDir string) Layout {
 			PodManifestsDir:     filepath.Join(agent, "pod-manifests"),
 		},
 		HelpersDir: filepath.Join(dataDir, "data"),
+		StorageDir: filepath.Join(dataDir, "storage"),
 		Run: Run{
 			Dir:           RunDir,
 			ContainerdDir: ContainerdStateDir,

@@ -46,12 +46,14 @@ func ManagedCerts(serverTLSDir, agentCredDir string) ([]ManagedCert, error) {
 		{Service: "kubelet-serving-ca", Cert: p.KubeletServingCACert, Key: p.KubeletServingCAKey, CA: true},
 		{Service: "client-ca", Cert: p.ClientCACert, Key: p.ClientCAKey, CA: true},
 		{Service: "request-header-ca", Cert: p.RequestHeaderCACert, Key: p.RequestHeaderCAKey, CA: true},
+		{Service: "addon-serving-ca", Cert: p.AddonServingCACert, Key: p.AddonServingCAKey, CA: true},
 		{Service: "kube-apiserver", Cert: p.ServingCert, Key: p.ServingKey},
 		{Service: "kube-apiserver", Cert: p.KubeletClientCert, Key: p.KubeletClientKey},
 		{Service: "admin", Cert: p.AdminCert, Key: p.AdminKey},
 		{Service: "controller-manager", Cert: p.ControllerManagerCert, Key: p.ControllerManagerKey},
 		{Service: "scheduler", Cert: p.SchedulerCert, Key: p.SchedulerKey},
 		{Service: "auth-proxy", Cert: p.AuthProxyCert, Key: p.AuthProxyKey},
+		{Service: "metrics-server", Cert: p.MetricsServerCert, Key: p.MetricsServerKey},
 	}
 	node := func(service, name string) ManagedCert {
 		return ManagedCert{Service: service, Cert: filepath.Join(agentCredDir, name+".crt"), Key: filepath.Join(agentCredDir, name+".key"), Node: true}
@@ -146,7 +148,7 @@ func Rotate(c ManagedCert, serverTLSDir string) error {
 // issuerOf finds which of the server's CAs signed cert.
 func issuerOf(cert *x509.Certificate, dir string) (*certAuthority, error) {
 	p := newServerPKI(dir)
-	for _, pair := range [][2]string{{p.ServerCACert, p.ServerCAKey}, {p.ClientCACert, p.ClientCAKey}, {p.RequestHeaderCACert, p.RequestHeaderCAKey}, {p.KubeletServingCACert, p.KubeletServingCAKey}} {
+	for _, pair := range [][2]string{{p.ServerCACert, p.ServerCAKey}, {p.ClientCACert, p.ClientCAKey}, {p.RequestHeaderCACert, p.RequestHeaderCAKey}, {p.KubeletServingCACert, p.KubeletServingCAKey}, {p.AddonServingCACert, p.AddonServingCAKey}} {
 		ca, err := loadCA(pair[0], pair[1])
 		if err != nil {
 			continue

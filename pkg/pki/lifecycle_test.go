@@ -37,11 +37,11 @@ func TestManagedCertsAndRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := Services(certs); !slices.Equal(got, []string{"kube-apiserver", "admin", "controller-manager", "scheduler", "auth-proxy", "kubelet"}) {
+	if got := Services(certs); !slices.Equal(got, []string{"kube-apiserver", "admin", "controller-manager", "scheduler", "auth-proxy", "metrics-server", "kubelet"}) {
 		t.Fatalf("services %v", got)
 	}
-	if len(certs) != 11 {
-		t.Fatalf("%d certificates listed, want 4 CAs, 6 server leaves and the node's one", len(certs))
+	if len(certs) != 13 {
+		t.Fatalf("%d certificates listed, want 5 CAs, 7 server leaves and the node's one", len(certs))
 	}
 
 	before := readCert(t, p.ServingCert)

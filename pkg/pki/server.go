@@ -68,7 +68,17 @@ type ServerPKI struct {
 	SchedulerCert, SchedulerKey                 string
 	KubeletClientCert, KubeletClientKey         string
 	AuthProxyCert, AuthProxyKey                 string
+	// The addon-serving CA signs the serving certificates of the API
+	// servers that addons run behind APIServices (metrics-server); only
+	// those APIServices trust it, so an addon's key can pass for nothing
+	// else.
+	AddonServingCACert, AddonServingCAKey string
+	MetricsServerCert, MetricsServerKey   string
 }
+
+// MetricsServerName is the host name the apiserver's aggregator checks
+// metrics-server's certificate for: <service>.<namespace>.svc.
+const MetricsServerName = "metrics-server.kube-system.svc"
 
 func newServerPKI(dir string) *ServerPKI {
 	f := func(name string) string { return filepath.Join(dir, name) }
@@ -97,6 +107,10 @@ func newServerPKI(dir string) *ServerPKI {
 		KubeletClientKey:           f("client-kube-apiserver.key"),
 		AuthProxyCert:              f("client-auth-proxy.crt"),
 		AuthProxyKey:               f("client-auth-proxy.key"),
+		AddonServingCACert:         f("addon-serving-ca.crt"),
+		AddonServingCAKey:          f("addon-serving-ca.key"),
+		MetricsServerCert:          f("serving-metrics-server.crt"),
+		MetricsServerKey:           f("serving-metrics-server.key"),
 	}
 }
 
@@ -165,6 +179,10 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 	if err != nil {
 		return nil, err
 	}
+	addonServingCA, err := ensureCA(p.AddonServingCACert, p.AddonServingCAKey, "skiff-addon-serving-ca")
+	if err != nil {
+		return nil, err
+	}
 	if err := ensureServiceAccountKey(p.ServiceAccountKey); err != nil {
 		return nil, err
 	}
@@ -181,6 +199,7 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 		{p.SchedulerCert, p.SchedulerKey, clientCA, leafSpec{commonName: "system:kube-scheduler", usage: x509.ExtKeyUsageClientAuth}},
 		{p.KubeletClientCert, p.KubeletClientKey, clientCA, leafSpec{commonName: "system:kube-apiserver", orgs: []string{"system:masters"}, usage: x509.ExtKeyUsageClientAuth}},
 		{p.AuthProxyCert, p.AuthProxyKey, requestHeaderCA, leafSpec{commonName: "system:auth-proxy", usage: x509.ExtKeyUsageClientAuth}},
+		{p.MetricsServerCert, p.MetricsServerKey, addonServingCA, leafSpec{commonName: "metrics-server", dnsNames: []string{MetricsServerName}, usage: x509.ExtKeyUsageServerAuth}},
 	}
 	for _, l := range leaves {
 		if err := ensureLeaf(l.cert, l.key, l.ca, l.spec); err != nil {

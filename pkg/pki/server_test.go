@@ -46,12 +46,12 @@ func verifyWith(t *testing.T, leaf *x509.Certificate, caPath string, usage x509.
 
 func keyFiles(p *ServerPKI) []string {
 	return []string{p.ServerCAKey, p.KubeletServingCAKey, p.ClientCAKey, p.RequestHeaderCAKey, p.ServiceAccountKey, p.ServingKey,
-		p.AdminKey, p.ControllerManagerKey, p.SchedulerKey, p.KubeletClientKey, p.AuthProxyKey}
+		p.AdminKey, p.ControllerManagerKey, p.SchedulerKey, p.KubeletClientKey, p.AuthProxyKey, p.AddonServingCAKey, p.MetricsServerKey}
 }
 
 func certFiles(p *ServerPKI) []string {
 	return []string{p.ServerCACert, p.KubeletServingCACert, p.KubeletTrustBundle, p.ClientCACert, p.RequestHeaderCACert, p.ServingCert,
-		p.AdminCert, p.ControllerManagerCert, p.SchedulerCert, p.KubeletClientCert, p.AuthProxyCert}
+		p.AdminCert, p.ControllerManagerCert, p.SchedulerCert, p.KubeletClientCert, p.AuthProxyCert, p.AddonServingCACert, p.MetricsServerCert}
 }
 
 func snapshot(t *testing.T, p *ServerPKI) map[string]string {
@@ -153,6 +153,17 @@ func TestEnsureServerCreatesEverything(t *testing.T) {
 	pool.AddCert(readCert(t, p.ClientCACert))
 	if _, err := proxy.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
 		t.Error("auth proxy cert must not verify against the client CA")
+	}
+
+	metrics := readCert(t, p.MetricsServerCert)
+	if !slices.Equal(metrics.DNSNames, []string{MetricsServerName}) {
+		t.Errorf("metrics-server cert names %v, want only %s", metrics.DNSNames, MetricsServerName)
+	}
+	verifyWith(t, metrics, p.AddonServingCACert, x509.ExtKeyUsageServerAuth)
+	pool = x509.NewCertPool()
+	pool.AddCert(readCert(t, p.ServerCACert))
+	if _, err := metrics.Verify(x509.VerifyOptions{Roots: pool, DNSName: MetricsServerName}); err == nil {
+		t.Error("metrics-server cert must not verify against the server CA")
 	}
 
 	ca := readCert(t, p.ServerCACert)

@@ -9,8 +9,9 @@ import (
 
 // certRenewal re-issues the server's leaf certificates while it runs, so
 // a server that is never restarted still renews them RenewBefore their
-// expiry: renew is the same step a start takes (pki.EnsureServer and the
-// kubeconfigs), which leaves current files untouched. The apiserver reloads
+// expiry: renew is the same step a start takes (pki.EnsureServer, the
+// kubeconfigs and the bundled manifests that carry a certificate), which
+// leaves current files untouched. The apiserver reloads
 // its serving certificate and the components their client certificates
 // from the files.
 type certRenewal struct {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,7 +18,6 @@ import (
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/skiff-io/skiff/manifests"
 	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
@@ -136,7 +134,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	ready := func() {
 		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.TokenFile)
 	}
-	bundled, err := bundledAddons(cfg)
+	bundled, err := bundledAddons(cfg, paths, certs)
 	if err != nil {
 		return err
 	}
@@ -162,22 +160,30 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		comps = append(comps, runtime)
 		node = &agent.Agent{Config: nodeCfg, Runtime: runtime}
 	}
+	deployer := &deploy.Controller{
+		Dir:        l.ManifestsDir,
+		Kubeconfig: kubeconfigs.admin,
+		Namespace:  metav1.NamespaceSystem,
+		Bundled:    bundled,
+		Disabled:   cfg.Disable,
+	}
 	renewal := &certRenewal{every: 12 * time.Hour, renew: func() error {
 		if _, err := pki.EnsureServer(l.TLSDir, sans); err != nil {
 			return err
 		}
-		_, err := writeKubeconfigs(cfg, l, certs, local)
-		return err
+		if _, err := writeKubeconfigs(cfg, l, certs, local); err != nil {
+			return err
+		}
+		// metrics-server's certificate travels in its manifest.
+		bundled, err := bundledAddons(cfg, paths, certs)
+		if err != nil {
+			return err
+		}
+		return deployer.UpdateBundled(bundled)
 	}}
 	comps = append(comps, api, joinCache, renewal, &supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second},
 		&clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
-		&deploy.Controller{
-			Dir:        l.ManifestsDir,
-			Kubeconfig: kubeconfigs.admin,
-			Namespace:  metav1.NamespaceSystem,
-			Bundled:    bundled,
-			Disabled:   cfg.Disable,
-		},
+		deployer,
 		&dns.NodeHosts{Kubeconfig: kubeconfigs.admin},
 	)
 	if node != nil {
@@ -188,29 +194,6 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 	logrus.Info("skiff server stopped")
 	return nil
-}
-
-// bundledAddons renders the addons skiff ships for this cluster.
-func bundledAddons(cfg *config.Server) ([]deploy.Bundled, error) {
-	ingressImage, err := agent.IngressImage()
-	if err != nil {
-		return nil, err
-	}
-	values := manifests.Values{
-		ClusterDNS:    strings.TrimSpace(strings.Split(cfg.ClusterDNS, ",")[0]),
-		ClusterDomain: cfg.ClusterDomain,
-		CoreDNSImage:  agent.CoreDNSImage,
-		IngressImage:  ingressImage,
-	}
-	var out []deploy.Bundled
-	for _, name := range manifests.Names() {
-		content, err := manifests.Render(name, values)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, deploy.Bundled{Name: name, Content: content, Disabled: slices.Contains(cfg.Disable, name)})
-	}
-	return out, nil
 }
 
 // prepareDataDir creates the server's dirs and proves they are writable

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -266,6 +267,49 @@ func TestMultiNode(t *testing.T) {
 			}
 			return answerFrom(body, p1, "/via-agent-node-port")
 		})
+	})
+
+	run("a LoadBalancer Service answers on both nodes' addresses, from the host and from a pod on the other node", func(t *testing.T) {
+		s.apply(loadBalancerManifest("lb-to-server", "app: spread, side: server", 8092))
+		eventually(t, time.Minute, func() error {
+			ips := strings.Fields(s.kubectl("get", "service", "lb-to-server", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"))
+			if !slices.Equal(ips, []string{bridgeIP, agentIP}) {
+				return fmt.Errorf("service lb-to-server has load-balancer addresses %v, want %s and %s", ips, bridgeIP, agentIP)
+			}
+			return nil
+		})
+		eventually(t, time.Minute, func() error {
+			body, _, err := hostGet(webURL(agentIP, 8092, "/via-agent-load-balancer"))
+			if err != nil {
+				return err
+			}
+			return answerFrom(body, p1, "/via-agent-load-balancer")
+		})
+		eventually(t, time.Minute, func() error {
+			out, err := s.podGet(p2.Metadata.Name, webURL(bridgeIP, 8092, "/from-agent-pod"))
+			if err != nil {
+				return err
+			}
+			return answerFrom(out, p1, "/from-agent-pod")
+		})
+	})
+
+	run("a claim used on the agent gets a volume on the agent", func(t *testing.T) {
+		s.apply(claimManifest("agent-data") + "---\n" + volumePodManifest("agent-writer", "agent-data", agentName, "write", "/data/where", "agent"))
+		s.waitPod("default", "agent-writer", 3*time.Minute, podInfo.running)
+		pv := strings.TrimSpace(s.kubectl("get", "pvc", "agent-data", "-o", "jsonpath={.spec.volumeName}"))
+		if affinity := s.kubectl("get", "pv", pv, "-o", "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"); affinity != agentName {
+			t.Errorf("volume %s is tied to node %q, want %s", pv, affinity, agentName)
+		}
+		eventually(t, 30*time.Second, func() error {
+			out, err := s.kubectlErr("exec", "agent-writer", "--", webBinary, "cat", "/data/where")
+			if err != nil || out != "agent" {
+				return fmt.Errorf("the agent's pod reads %q from its volume (%v)", out, err)
+			}
+			return nil
+		})
+		s.kubectl("delete", "pod", "agent-writer", "--wait=true")
+		s.kubectl("delete", "pvc", "agent-data", "--wait=true")
 	})
 
 	run("cluster DNS and the ingress serve the agent node too", func(t *testing.T) {

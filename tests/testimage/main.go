@@ -13,6 +13,9 @@
 //	web get URL...          GET each URL (5s timeout, WEB_TIMEOUT overrides),
 //	                        print the bodies; exit 1 on any failure
 //	web resolve NAME...     print the addresses of each NAME; exit 1 on failure
+//	web write FILE TEXT     write TEXT to FILE (synced), then sleep until killed
+//	web cat FILE            print FILE's content; exit 1 if it cannot be read
+//	web burn SECONDS        keep one CPU busy for SECONDS, then idle until killed
 //
 // SIGTERM ends every mode at once with status 0 so pods stop without waiting
 // for their grace period.
@@ -62,8 +65,14 @@ func main() {
 		err = get(args)
 	case "resolve":
 		err = resolve(args)
+	case "write":
+		err = write(args)
+	case "cat":
+		err = cat(args)
+	case "burn":
+		err = burn(args)
 	default:
-		err = fmt.Errorf("unknown mode %q (want serve, echo, sleep, alloc, get or resolve)", mode)
+		err = fmt.Errorf("unknown mode %q (want serve, echo, sleep, alloc, get, resolve, write, cat or burn)", mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "web:", err)
@@ -203,4 +212,63 @@ func resolve(names []string) error {
 		fmt.Printf("%s %s\n", n, strings.Join(addrs, " "))
 	}
 	return nil
+}
+
+// write leaves a file on a volume and stays up, as a workload does, so a
+// test can tell a pod that wrote its data from one that failed to.
+func write(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: write FILE TEXT")
+	}
+	f, err := os.Create(args[0])
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(args[1]); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %d bytes to %s\n", len(args[1]), args[0])
+	select {}
+}
+
+func cat(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: cat FILE")
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(b)
+	return err
+}
+
+// burn is a CPU load that ends by itself, so an autoscaler can be seen
+// scaling up under it and back down after it.
+func burn(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: burn SECONDS")
+	}
+	n, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("burn: %q is not a number of seconds", args[0])
+	}
+	fmt.Printf("burning one CPU for %gs\n", n)
+	until := time.Now().Add(time.Duration(n * float64(time.Second)))
+	x := uint64(1)
+	for time.Now().Before(until) {
+		for i := 0; i < 1_000_000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	fmt.Printf("done burning (%d), idle\n", x%10)
+	select {}
 }

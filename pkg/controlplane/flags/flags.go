@@ -54,6 +54,10 @@ func APIServer(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []st
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--proxy-client-cert-file=" + p.AuthProxyCert,
 		"--proxy-client-key-file=" + p.AuthProxyKey,
+		// The aggregator reaches APIServices' pods (metrics-server) at their
+		// endpoints rather than through the Service IP, so it does not wait
+		// on kube-proxy's rules on the server's host.
+		"--enable-aggregator-routing=true",
 		"--profiling=false",
 		// Pods' watches (CoreDNS, the ingress, users' controllers) reach the
 		// apiserver directly and never go idle: without this, stopping waits

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/skiff-io/skiff/manifests"
+	"github.com/skiff-io/skiff/pkg/agent"
+	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/deploy"
+	"github.com/skiff-io/skiff/pkg/layout"
+	"github.com/skiff-io/skiff/pkg/pki"
+)
+
+// Ports skiff's own components listen on at every node's addresses: a
+// LoadBalancer Service on one of them would take the node's traffic from
+// the component (kube-proxy's rules come first).
+const (
+	kubeletPort  = 10250
+	flannelVXLAN = 8472
+	ingressHTTP  = 80
+	ingressHTTPS = 443
+)
+
+// bundledAddons renders the addons skiff ships for this cluster.
+func bundledAddons(cfg *config.Server, paths layout.Layout, certs *pki.ServerPKI) ([]deploy.Bundled, error) {
+	values := manifests.Values{
+		ClusterDNS:         strings.TrimSpace(strings.Split(cfg.ClusterDNS, ",")[0]),
+		ClusterDomain:      cfg.ClusterDomain,
+		CoreDNSImage:       agent.CoreDNSImage,
+		MetricsServerImage: agent.MetricsServerImage,
+		StoragePath:        cfg.LocalStoragePath,
+		ReservedPorts:      reservedPorts(cfg),
+	}
+	if values.StoragePath == "" {
+		values.StoragePath = paths.StorageDir
+	}
+	for _, own := range []struct {
+		name func() (string, error)
+		ref  *string
+	}{{agent.IngressImage, &values.IngressImage}, {agent.LocalPathImage, &values.LocalPathImage}, {agent.ServiceLBImage, &values.ServiceLBImage}} {
+		ref, err := own.name()
+		if err != nil {
+			return nil, err
+		}
+		*own.ref = ref
+	}
+	// The manifest carries these in base64, as Secrets, ConfigMaps'
+	// binaryData and APIServices take them.
+	for _, f := range []struct {
+		path string
+		to   *string
+	}{
+		{certs.MetricsServerCert, &values.MetricsServerCert},
+		{certs.MetricsServerKey, &values.MetricsServerKey},
+		{certs.AddonServingCACert, &values.AddonServingCA},
+		{certs.KubeletTrustBundle, &values.KubeletCA},
+	} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("read %s for the bundled addons: %w", f.path, err)
+		}
+		*f.to = base64.StdEncoding.EncodeToString(b)
+	}
+	var out []deploy.Bundled
+	for _, name := range manifests.Names() {
+		content, err := manifests.Render(name, values)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, deploy.Bundled{Name: name, Content: content, Disabled: slices.Contains(cfg.Disable, name)})
+	}
+	return out, nil
+}
+
+// reservedPorts are the node ports ServiceLB refuses to a LoadBalancer
+// Service, as PORT/PROTOCOL=what uses it.
+func reservedPorts(cfg *config.Server) []string {
+	ports := []string{
+		strconv.Itoa(cfg.HTTPSPort) + "/TCP=the Skiff API server",
+		strconv.Itoa(kubeletPort) + "/TCP=the kubelet",
+	}
+	if cfg.FlannelBackend == "vxlan" {
+		ports = append(ports, strconv.Itoa(flannelVXLAN)+"/UDP=the pod network (flannel VXLAN)")
+	}
+	if !slices.Contains(cfg.Disable, "ingress") {
+		ports = append(ports,
+			strconv.Itoa(ingressHTTP)+"/TCP=the bundled ingress controller (disable it with --disable ingress)",
+			strconv.Itoa(ingressHTTPS)+"/TCP=the bundled ingress controller (disable it with --disable ingress)")
+	}
+	return ports
+}
