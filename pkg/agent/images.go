@@ -50,6 +50,11 @@ func ownImage(name string) (string, error) {
 
 // systemImages imports the images a node needs from the skiff binary itself
 // and the user's airgap tarballs, then keeps watching the images folder.
+// Start returns once the sandbox image and the airgap tarballs are in: the
+// kubelet needs no other image to start, and the addons' images, imported
+// meanwhile in the order their pods are usually deployed, are in by the
+// time the node is Ready and its first pods are scheduled. A failed import
+// of one ends the component.
 type systemImages struct {
 	address string
 	binDir  string
@@ -63,29 +68,44 @@ func (s *systemImages) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, spec := range specs {
-		if err := s.importImage(ctx, spec); err != nil {
-			return nil, err
-		}
+	sandbox, addons := specs[0], specs[1:]
+	if err := s.importImage(ctx, sandbox); err != nil {
+		return nil, err
 	}
+	imported := make(chan error, 1)
+	go func() {
+		for _, spec := range addons {
+			if err := s.importImage(ctx, spec); err != nil {
+				imported <- err
+				return
+			}
+		}
+		imported <- nil
+	}()
 	if err := s.dir.ImportAll(ctx); err != nil {
 		logrus.Warnf("import images from %s: %v", s.dir.Dir, err)
 	}
 	done := make(chan error, 1)
 	go func() {
+		defer close(done)
+		if err := <-imported; err != nil {
+			if ctx.Err() == nil {
+				done <- err
+			}
+			return
+		}
 		if err := s.dir.Watch(ctx); err != nil && ctx.Err() == nil {
 			// Losing the watch must not take the node down; files present at
 			// the next start are still imported.
 			logrus.Warnf("watch %s for new images: %v", s.dir.Dir, err)
 		}
 		<-ctx.Done()
-		close(done)
 	}()
 	return done, nil
 }
 
-// specs describes the system images: each holds static programs from the
-// helper executables.
+// specs describes the system images, the pod sandbox's first: each holds
+// static programs from the helper executables.
 func (s *systemImages) specs() ([]images.Spec, error) {
 	var ingress, localPath, serviceLB string
 	for _, own := range []struct {

@@ -23,7 +23,7 @@ import (
 // runtime beside its control plane. The kubelet starts after Wait.
 type Runtime struct {
 	cfg    *config.Agent
-	ready  chan struct{} // closed once containerd serves with the images in it
+	ready  chan struct{} // closed once containerd serves with the sandbox image in it
 	exited chan struct{} // closed once the runtime has stopped; err says why
 	err    error
 }
@@ -58,7 +58,7 @@ func (r *Runtime) run(ctx context.Context) error {
 		return err
 	}
 	return component.Run(ctx, func() {
-		logrus.Info("container runtime ready: containerd serves and has the system images")
+		logrus.Info("container runtime ready: containerd serves and has the pod sandbox image")
 		close(r.ready)
 	}, comps...)
 }
