@@ -8,12 +8,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -24,12 +22,16 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-//go:embed assets
-var assets embed.FS
+// archive and archiveSum are the helper archive (a gzipped tar) and the hex
+// SHA-256 of it, embedded by embedded.go, which scripts/build-helpers
+// writes beside the archive; both are build products, so a tree that was
+// never built compiles without them and reports ErrNoHelpers. The recorded
+// sum spares every start a read of the whole archive. Strings, not an
+// embed.FS, so that the archive's place in memory is known and its pages
+// can be given back after the extraction (releaseArchive).
+var archive, archiveSum string
 
-// archiveName and sumName are written by scripts/build-helpers: the
-// archive, and the hex SHA-256 of it. The recorded sum spares every start
-// a read of the whole archive.
+// archiveName and sumName are the embedded files, named in messages.
 const (
 	archiveName = "assets/helpers.tar.gz"
 	sumName     = "assets/helpers.tar.gz.sha256"
@@ -41,12 +43,11 @@ var ErrNoHelpers = errors.New("this skiff binary was built without its helper ex
 // openArchive streams the embedded helper archive. It is never copied into
 // memory whole: a copy of tens of MiB stays resident until the next
 // garbage collection, which on an idle node comes minutes later.
-func openArchive() (fs.File, error) {
-	f, err := assets.Open(archiveName)
-	if errors.Is(err, fs.ErrNotExist) {
+func openArchive() (io.ReadCloser, error) {
+	if archive == "" {
 		return nil, ErrNoHelpers
 	}
-	return f, err
+	return io.NopCloser(strings.NewReader(archive)), nil
 }
 
 // Extract unpacks the embedded helpers under helpersDir (a layout's
@@ -57,7 +58,11 @@ func Extract(helpersDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return extract(hash, helpersDir, func() (io.ReadCloser, error) { return openArchive() })
+	binDir, read, err := extract(hash, helpersDir, openArchive)
+	if read {
+		releaseArchive()
+	}
+	return binDir, err
 }
 
 // ContentHash names this binary's helpers: the same build always gives the
@@ -82,8 +87,8 @@ func embeddedHash() (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	if b, err := assets.ReadFile(sumName); err == nil {
-		sum := strings.TrimSpace(string(b))
+	if archiveSum != "" {
+		sum := strings.TrimSpace(archiveSum)
 		if len(sum) != sha256.Size*2 {
 			return "", fmt.Errorf("embedded %s holds %q, not a SHA-256; rebuild with scripts/build", sumName, sum)
 		}
@@ -96,61 +101,64 @@ func embeddedHash() (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-func contentHash(archive []byte) string {
-	sum := sha256.Sum256(archive)
+func contentHash(data []byte) string {
+	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])[:16]
 }
 
 // ExtractArchive unpacks a gzipped tar of helpers to
 // <helpersDir>/<content-hash>/ and returns its bin folder; see extract.
-func ExtractArchive(archive []byte, helpersDir string) (string, error) {
-	return extract(contentHash(archive), helpersDir, func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(archive)), nil
+func ExtractArchive(data []byte, helpersDir string) (string, error) {
+	binDir, _, err := extract(contentHash(data), helpersDir, func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
 	})
+	return binDir, err
 }
 
 // extract unpacks the archive open returns to <parent>/<hash>/ and
 // returns its bin folder. The folder is filled under a temporary name and
 // renamed into place, so a folder with the final name is always complete;
-// an existing one is reused as is, without opening the archive.
-func extract(hash, parent string, open func() (io.ReadCloser, error)) (string, error) {
+// an existing one is reused as is, without opening the archive. read says
+// whether the archive was read.
+func extract(hash, parent string, open func() (io.ReadCloser, error)) (binDir string, read bool, err error) {
 	final := filepath.Join(parent, hash)
-	binDir := filepath.Join(final, "bin")
+	binDir = filepath.Join(final, "bin")
 	if fi, err := os.Stat(binDir); err == nil && fi.IsDir() {
-		return binDir, nil
+		return binDir, false, nil
 	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", parent, err)
+		return "", read, fmt.Errorf("create %s: %w", parent, err)
 	}
 	began := time.Now()
 	tmp, err := os.MkdirTemp(parent, ".extract-"+hash+"-")
 	if err != nil {
-		return "", fmt.Errorf("create extraction folder in %s: %w", parent, err)
+		return "", read, fmt.Errorf("create extraction folder in %s: %w", parent, err)
 	}
 	defer os.RemoveAll(tmp)
-	archive, err := open()
+	r, err := open()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	err = untar(archive, tmp)
-	archive.Close()
+	read = true
+	err = untar(r, tmp)
+	r.Close()
 	if err != nil {
-		return "", fmt.Errorf("extract helpers to %s: %w", tmp, err)
+		return "", read, fmt.Errorf("extract helpers to %s: %w", tmp, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
+		return "", read, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		// Another skiff extracting the same content may have won the race.
 		if fi, statErr := os.Stat(binDir); statErr == nil && fi.IsDir() {
-			return binDir, nil
+			return binDir, read, nil
 		}
-		return "", fmt.Errorf("move helpers into %s: %w", final, err)
+		return "", read, fmt.Errorf("move helpers into %s: %w", final, err)
 	}
 	removeStale(parent, hash)
 	// A first start on a slow disk spends seconds here: say so.
 	logrus.Infof("unpacked the helper executables into %s in %s", final, time.Since(began).Round(10*time.Millisecond))
-	return binDir, nil
+	return binDir, read, nil
 }
 
 // removeStale deletes interrupted extractions. Older content folders stay:

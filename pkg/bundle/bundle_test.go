@@ -8,12 +8,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/skiff-io/skiff/pkg/layout"
 )
@@ -138,8 +140,8 @@ func embeddedOrSkip(t *testing.T) {
 
 func TestEmbeddedSumMatchesArchive(t *testing.T) {
 	embeddedOrSkip(t)
-	if _, err := assets.ReadFile(sumName); err != nil {
-		t.Fatalf("archive embedded without %s, so every start would hash the whole archive: %v", sumName, err)
+	if archiveSum == "" {
+		t.Fatalf("archive embedded without %s, so every start would hash the whole archive", sumName)
 	}
 	f, err := openArchive()
 	if err != nil {
@@ -174,12 +176,10 @@ func allocated(f func()) uint64 {
 // that finds it extracted must not read it.
 func TestExtractStreamsEmbeddedArchive(t *testing.T) {
 	embeddedOrSkip(t)
-	fi, err := fs.Stat(assets, archiveName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	size := len(archive)
 	dir := t.TempDir()
 	var binDir string
+	var err error
 	cold := allocated(func() { binDir, err = Extract(layout.New(dir).HelpersDir) })
 	if err != nil {
 		t.Fatal(err)
@@ -190,20 +190,59 @@ func TestExtractStreamsEmbeddedArchive(t *testing.T) {
 	// Decoding allocates Huffman tables per deflate block, about a third
 	// of the archive's size in all, none of it kept; a copy of the archive
 	// alone would be all of it.
-	if limit := uint64(fi.Size()) / 2; cold > limit {
-		t.Errorf("extracting a %d-byte archive allocated %d bytes; it should stream (at most %d)", fi.Size(), cold, limit)
+	if limit := uint64(size) / 2; cold > limit {
+		t.Errorf("extracting a %d-byte archive allocated %d bytes; it should stream (at most %d)", size, cold, limit)
 	}
 	// A later start finds the folder and leaves the archive alone.
 	hash, err := ContentHash()
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := extract(hash, layout.New(dir).HelpersDir, func() (io.ReadCloser, error) {
+	again, read, err := extract(hash, layout.New(dir).HelpersDir, func() (io.ReadCloser, error) {
 		t.Error("the archive was opened although its helpers are extracted")
 		return openArchive()
 	})
-	if err != nil || again != binDir {
-		t.Fatalf("second extraction: %q, %v; want %q", again, err, binDir)
+	if err != nil || read || again != binDir {
+		t.Fatalf("second extraction: %q, read %v, %v; want %q", again, read, err, binDir)
+	}
+}
+
+// Once the archive's pages are given back, reading the archive still
+// gives its bytes: the kernel maps them back from the executable.
+func TestReleasedArchiveReadsTheSame(t *testing.T) {
+	embeddedOrSkip(t)
+	if _, err := io.Copy(io.Discard, strings.NewReader(archive)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dropPages(archive); err != nil {
+		t.Fatalf("madvise: %v", err)
+	}
+	sum := sha256.Sum256([]byte(archive))
+	if got := hex.EncodeToString(sum[:]); got != strings.TrimSpace(archiveSum) {
+		t.Fatalf("the archive hashes to %s after its pages were released, want %s", got, archiveSum)
+	}
+}
+
+// dropPages must drop only the whole pages inside the string.
+func TestDropPagesStaysInside(t *testing.T) {
+	page := os.Getpagesize()
+	mem, err := unix.Mmap(-1, 0, 6*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := range mem {
+		mem[i] = 1
+	}
+	// From the middle of page 0 to the middle of page 5: pages 1 to 4
+	// are whole; anonymous pages dropped read back as zeros.
+	if err := dropPages(unsafe.String(&mem[page/2], 5*page)); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range map[int]byte{0: 1, page / 2: 1, page - 1: 1, page: 0, 3 * page: 0, 5*page - 1: 0, 5 * page: 1, 6*page - 1: 1} {
+		if mem[i] != want {
+			t.Errorf("byte %d is %d after dropPages, want %d", i, mem[i], want)
+		}
 	}
 }
 
