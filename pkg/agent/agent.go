@@ -109,7 +109,7 @@ func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
 
 	runtime := a.Runtime
 	if runtime == nil {
-		runtime = NewRuntime(cfg)
+		runtime = NewRuntime(cfg, backend)
 		comps = append(comps, runtime)
 	}
 
@@ -176,7 +176,7 @@ func prepareHost(backend, proxyMode string) error {
 			return fmt.Errorf("nft not found in PATH: kube-proxy's nftables mode needs it; install the nftables package (apt-get install nftables) or drop --kube-proxy-arg proxy-mode=nftables")
 		}
 	}
-	if backend == "none" {
+	if backend == flannel.BackendNone {
 		return nil
 	}
 	return flannel.EnsureSysctls()

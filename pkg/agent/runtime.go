@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
+	"github.com/skiff-io/skiff/pkg/agent/flannel"
 	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
@@ -22,15 +23,19 @@ import (
 // at once and the work goes on in the background: a server starts its node's
 // runtime beside its control plane. The kubelet starts after Wait.
 type Runtime struct {
-	cfg    *config.Agent
-	ready  chan struct{} // closed once containerd serves with the sandbox image in it
-	exited chan struct{} // closed once the runtime has stopped; err says why
-	err    error
+	cfg *config.Agent
+	// flannelBackend is the cluster's pod network backend; with none, the
+	// user's CNI lives in the host's standard dirs.
+	flannelBackend string
+	ready          chan struct{} // closed once containerd serves with the sandbox image in it
+	exited         chan struct{} // closed once the runtime has stopped; err says why
+	err            error
 }
 
-// NewRuntime returns the runtime of the node cfg describes; Start starts it.
-func NewRuntime(cfg *config.Agent) *Runtime {
-	return &Runtime{cfg: cfg, ready: make(chan struct{}), exited: make(chan struct{})}
+// NewRuntime returns the runtime of the node cfg describes, on a cluster
+// whose pod network is flannelBackend; Start starts it.
+func NewRuntime(cfg *config.Agent, flannelBackend string) *Runtime {
+	return &Runtime{cfg: cfg, flannelBackend: flannelBackend, ready: make(chan struct{}), exited: make(chan struct{})}
 }
 
 func (r *Runtime) Name() string { return "container-runtime" }
@@ -102,14 +107,26 @@ func (r *Runtime) components() ([]component.Component, error) {
 	}
 	logrus.Infof("helper executables in %s", binDir)
 
+	cniBinDirs, cniConfDir := []string{binDir}, l.CNIConfDir
+	if r.flannelBackend == flannel.BackendNone {
+		// Stock CNIs install their plugins and config in the host's
+		// standard dirs, their own versions of the common plugins first;
+		// the bundled ones (loopback, portmap, bandwidth...) stay behind
+		// them for configs that name them.
+		cniBinDirs, cniConfDir = []string{layout.HostCNIBinDir, binDir}, layout.HostCNIConfDir
+		if err := os.MkdirAll(cniConfDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s for the CNI you bring (--flannel-backend none): %w", cniConfDir, err)
+		}
+	}
+
 	ctrd := &containerd.Process{Config: containerd.Config{
 		RootDir:        l.ContainerdDir,
 		StateDir:       paths.Run.ContainerdDir,
 		ConfigDir:      l.ContainerdConfigDir,
 		Address:        containerd.DefaultAddress,
 		BinDir:         binDir,
-		CNIBinDir:      binDir,
-		CNIConfDir:     l.CNIConfDir,
+		CNIBinDirs:     cniBinDirs,
+		CNIConfDir:     cniConfDir,
 		SandboxImage:   PauseImage,
 		Snapshotter:    cfg.Snapshotter,
 		RegistriesFile: cfg.RegistriesFile,

@@ -143,7 +143,7 @@ func serverFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagDisableAgent, Category: categoryNode, Usage: "run only the control plane, no kubelet on this host", EnvVars: envVar(flagDisableAgent)},
 		list(flagNodeLabel, categoryNode, "label to register the node with, key=value; repeat the flag"),
 		list(flagNodeTaint, categoryNode, "taint to register the node with, key=value:Effect; repeat the flag"),
-		str(flagFlannelBackend, categoryNetworking, "pod network backend: vxlan, host-gw, or none to bring your own CNI", config.DefaultFlannelBackend),
+		str(flagFlannelBackend, categoryNetworking, "pod network backend: vxlan, host-gw, or none to bring your own CNI (its plugins in /opt/cni/bin, its config in /etc/cni/net.d)", config.DefaultFlannelBackend),
 		str(flagFlannelIface, categoryNetworking, "interface the pod network uses between nodes (default: the node IP's interface)", ""),
 		str(flagSnapshotter, categoryNode, "containerd snapshotter: overlayfs or native (default: overlayfs where it works)", ""),
 		&cli.StringFlag{Name: flagRegistries, Category: categoryNode, Usage: "registry mirrors, auth and TLS settings for containerd", Value: config.DefaultRegistriesFile, EnvVars: envVar(flagRegistries), TakesFile: true},

@@ -18,6 +18,14 @@ const (
 	ContainerdSocket   = ContainerdStateDir + "/containerd.sock"
 )
 
+// HostCNIBinDir and HostCNIConfDir are where stock CNIs (Calico, Cilium)
+// install their plugins and config; with --flannel-backend none the node's
+// containerd looks there.
+const (
+	HostCNIBinDir  = "/opt/cni/bin"
+	HostCNIConfDir = "/etc/cni/net.d"
+)
+
 // DefaultKubeletRootDir is the kubelet's root unless --kubelet-arg
 // root-dir=DIR moves it.
 const DefaultKubeletRootDir = "/var/lib/kubelet"

@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		}
 		// The runtime (helpers unpacked, containerd, the system images) gets
 		// ready while the control plane starts; the node's kubelet waits for it.
-		runtime := agent.NewRuntime(nodeCfg)
+		runtime := agent.NewRuntime(nodeCfg, cfg.FlannelBackend)
 		comps = append(comps, runtime)
 		node = &agent.Agent{Config: nodeCfg, Runtime: runtime}
 	}

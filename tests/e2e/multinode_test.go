@@ -292,6 +292,16 @@ func TestMultiNode(t *testing.T) {
 			}
 			return answerFrom(out, p1, "/from-agent-pod")
 		})
+		// Once a node is labelled to serve, only labelled nodes do.
+		s.kubectl("label", "node", agentName, "svccontroller.skiff.io/enablelb=true")
+		defer s.kubectl("label", "node", agentName, "svccontroller.skiff.io/enablelb-")
+		eventually(t, time.Minute, func() error {
+			ips := s.kubectl("get", "service", "lb-to-server", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+			if ips != agentIP {
+				return fmt.Errorf("with only %s labelled enablelb=true, service lb-to-server has addresses %q, want %s", agentName, ips, agentIP)
+			}
+			return nil
+		})
 	})
 
 	run("a claim used on the agent gets a volume on the agent", func(t *testing.T) {

@@ -16,6 +16,7 @@
 //	web write FILE TEXT     write TEXT to FILE (synced), then sleep until killed
 //	web cat FILE            print FILE's content; exit 1 if it cannot be read
 //	web burn SECONDS        keep one CPU busy for SECONDS, then idle until killed
+//	web cp SRC DST          copy the file SRC to DST (same mode) in one rename
 //
 // SIGTERM ends every mode at once with status 0 so pods stop without waiting
 // for their grace period.
@@ -71,8 +72,10 @@ func main() {
 		err = cat(args)
 	case "burn":
 		err = burn(args)
+	case "cp":
+		err = copyFile(args)
 	default:
-		err = fmt.Errorf("unknown mode %q (want serve, echo, sleep, alloc, get, resolve, write, cat or burn)", mode)
+		err = fmt.Errorf("unknown mode %q (want serve, echo, sleep, alloc, get, resolve, write, cat, burn or cp)", mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "web:", err)
@@ -271,4 +274,33 @@ func burn(args []string) error {
 	}
 	fmt.Printf("done burning (%d), idle\n", x%10)
 	select {}
+}
+
+// copyFile installs a file the way CNI installers do: whoever watches DST's
+// folder sees either no file or the whole of it.
+func copyFile(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: cp SRC DST")
+	}
+	src, dst := args[0], args[1]
+	info, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp := dst + ".partial"
+	if err := os.WriteFile(tmp, data, info.Mode().Perm()); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, info.Mode().Perm()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	fmt.Printf("installed %s\n", dst)
+	return nil
 }

@@ -75,11 +75,15 @@ func resolve(cfg Config) (Config, error) {
 			return c, fmt.Errorf("%s is not set", p.what)
 		}
 	}
-	for _, p := range []struct{ what, path string }{
+	paths := []struct{ what, path string }{
 		{"root dir", c.RootDir}, {"state dir", c.StateDir}, {"config dir", c.ConfigDir},
-		{"socket", c.Address}, {"bin dir", c.BinDir}, {"CNI bin dir", c.CNIBinDir},
+		{"socket", c.Address}, {"bin dir", c.BinDir},
 		{"CNI config dir", c.CNIConfDir}, {"log file", c.LogFile},
-	} {
+	}
+	for _, dir := range c.CNIBinDirs {
+		paths = append(paths, struct{ what, path string }{"CNI bin dir", dir})
+	}
+	for _, p := range paths {
 		if p.path != "" && !filepath.IsAbs(p.path) {
 			return c, fmt.Errorf("containerd %s %q is not an absolute path; give an absolute path", p.what, p.path)
 		}
@@ -137,8 +141,8 @@ func renderConfig(c Config, regs *Registries) ([]byte, error) {
 		runcOptions["BinaryName"] = filepath.Join(c.BinDir, "runc")
 	}
 	cni := map[string]any{"max_conf_num": 1}
-	if c.CNIBinDir != "" {
-		cni["bin_dirs"] = []string{c.CNIBinDir}
+	if len(c.CNIBinDirs) > 0 {
+		cni["bin_dirs"] = c.CNIBinDirs
 	}
 	if c.CNIConfDir != "" {
 		cni["conf_dir"] = c.CNIConfDir

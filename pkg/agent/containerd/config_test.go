@@ -134,6 +134,7 @@ func TestWriteConfigErrors(t *testing.T) {
 		{"no sandbox image", func(c *Config) { c.SandboxImage = "" }, "sandbox image is not set"},
 		{"unknown snapshotter", func(c *Config) { c.Snapshotter = "aufs" }, `unknown snapshotter "aufs"; use one of overlayfs, native`},
 		{"long socket", func(c *Config) { c.Address = "/run/" + strings.Repeat("x", 100) }, "unix sockets allow 101 here; choose a shorter path"},
+		{"relative CNI bin dir", func(c *Config) { c.CNIBinDirs = []string{"/opt/cni/bin", "cni"} }, `containerd CNI bin dir "cni" is not an absolute path`},
 		{"bad registries", func(c *Config) {
 			if err := os.WriteFile(c.RegistriesFile, []byte("mirrors: [\n"), 0o600); err != nil {
 				t.Fatal(err)
@@ -148,6 +149,20 @@ func TestWriteConfigErrors(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A CNI the user brings: its plugin dir is searched before the bundled one.
+func TestWriteConfigSeveralCNIBinDirs(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CNIBinDirs = []string{"/opt/cni/bin", "/opt/skiff/bin"}
+	path, err := WriteConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := lookup(t, readTOML(t, path), "plugins", "io.containerd.cri.v1.runtime", "cni", "bin_dirs")
+	if want := []any{"/opt/cni/bin", "/opt/skiff/bin"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("cni.bin_dirs = %#v, want %#v", got, want)
 	}
 }
 

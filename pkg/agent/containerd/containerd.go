@@ -72,8 +72,8 @@ type Config struct {
 	// BinDir holds runc, containerd-shim-runc-v2 and the CNI plugins. It is
 	// prepended to containerd's PATH so the shim is found there.
 	BinDir string
-	// CNIBinDir holds the CNI plugins; default BinDir.
-	CNIBinDir string
+	// CNIBinDirs hold the CNI plugins, searched in order; default BinDir.
+	CNIBinDirs []string
 	// CNIConfDir holds the CNI network config. Required.
 	CNIConfDir string
 	// SandboxImage is the pod sandbox (pause) image, e.g.
@@ -101,8 +101,8 @@ func (c Config) withDefaults() Config {
 	if c.Address == "" {
 		c.Address = DefaultAddress
 	}
-	if c.CNIBinDir == "" {
-		c.CNIBinDir = c.BinDir
+	if len(c.CNIBinDirs) == 0 && c.BinDir != "" {
+		c.CNIBinDirs = []string{c.BinDir}
 	}
 	if c.RegistriesFile == "" {
 		c.RegistriesFile = DefaultRegistriesFile
