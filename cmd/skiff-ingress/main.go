@@ -21,11 +21,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/skiff-io/skiff/pkg/ingress"
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 type options struct {
@@ -76,7 +75,7 @@ func run(opts options) error {
 		return fmt.Errorf("parse --pod-selector: %w", err)
 	}
 
-	config, err := restConfig(opts.kubeconfig)
+	config, err := kubeclient.ConfigOrInCluster(opts.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -149,19 +148,4 @@ func run(opts options) error {
 	}
 	logrus.Info("shut down cleanly")
 	return nil
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
-		}
-		return config, nil
-	}
-	config, err := rest.InClusterConfig()
-	if err != nil {
-		return nil, fmt.Errorf("load in-cluster configuration (use --kubeconfig outside a cluster): %w", err)
-	}
-	return config, nil
 }

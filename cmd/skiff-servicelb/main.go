@@ -24,12 +24,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/servicelb"
 )
 
@@ -86,7 +85,7 @@ func run(opts options) error {
 		reserved = append(reserved, r)
 	}
 
-	config, err := restConfig(opts.kubeconfig)
+	config, err := kubeclient.ConfigOrInCluster(opts.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -242,19 +241,4 @@ func newHealthServer(controller *servicelb.Controller, leaderElect bool, leading
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(logrus.StandardLogger().WriterLevel(logrus.DebugLevel), "", 0),
 	}
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
-		}
-		return config, nil
-	}
-	config, err := rest.InClusterConfig()
-	if err != nil {
-		return nil, fmt.Errorf("load in-cluster configuration (use --kubeconfig outside a cluster): %w", err)
-	}
-	return config, nil
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+
+	"github.com/skiff-io/skiff/pkg/eventreport"
 )
 
 // routingConfig is everything the listeners need, swapped as one value so a
@@ -26,15 +28,10 @@ type routingConfig struct {
 }
 
 // problem is something wrong with an Ingress that its owner has to fix.
-type problem struct {
-	reason  string
-	message string
-}
-
-type ingressProblem struct {
-	ingress *networkingv1.Ingress
-	problem
-}
+type (
+	problem        = eventreport.Problem
+	ingressProblem = eventreport.Found[*networkingv1.Ingress]
+)
 
 // configBuilder resolves Ingresses against the informer caches. It is used
 // by one goroutine at a time and remembers state between builds: the
@@ -77,11 +74,11 @@ func (b *configBuilder) build(ingresses []*networkingv1.Ingress) (*routingConfig
 
 	for _, ing := range ingresses {
 		report := func(p *problem) {
-			problems = append(problems, ingressProblem{ingress: ing, problem: *p})
+			problems = append(problems, ingressProblem{Object: ing, Problem: *p})
 		}
 		resolve := func(ib networkingv1.IngressBackend) *Backend {
 			if ib.Service == nil {
-				report(&problem{reason: "UnsupportedBackend", message: "only Service backends are supported"})
+				report(&problem{Reason: "UnsupportedBackend", Message: "only Service backends are supported"})
 				return nil
 			}
 			key := backendKey(ing.Namespace, ib.Service)
@@ -159,14 +156,14 @@ func servicePortRef(port networkingv1.ServiceBackendPort) string {
 func (b *configBuilder) endpoints(namespace string, ref *networkingv1.IngressServiceBackend) ([]string, *problem) {
 	svc, err := b.services.Services(namespace).Get(ref.Name)
 	if apierrors.IsNotFound(err) {
-		return nil, &problem{reason: "ServiceNotFound", message: fmt.Sprintf("Service %s/%s not found", namespace, ref.Name)}
+		return nil, &problem{Reason: "ServiceNotFound", Message: fmt.Sprintf("Service %s/%s not found", namespace, ref.Name)}
 	}
 	if err != nil {
-		return nil, &problem{reason: "ServiceNotFound", message: fmt.Sprintf("get Service %s/%s: %v", namespace, ref.Name, err)}
+		return nil, &problem{Reason: "ServiceNotFound", Message: fmt.Sprintf("get Service %s/%s: %v", namespace, ref.Name, err)}
 	}
 	servicePort := findServicePort(svc, ref.Port)
 	if servicePort == nil {
-		return nil, &problem{reason: "ServicePortNotFound", message: fmt.Sprintf("Service %s/%s has no port %s", namespace, ref.Name, servicePortRef(ref.Port))}
+		return nil, &problem{Reason: "ServicePortNotFound", Message: fmt.Sprintf("Service %s/%s has no port %s", namespace, ref.Name, servicePortRef(ref.Port))}
 	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return []string{net.JoinHostPort(svc.Spec.ExternalName, strconv.Itoa(int(servicePort.Port)))}, nil
@@ -174,7 +171,7 @@ func (b *configBuilder) endpoints(namespace string, ref *networkingv1.IngressSer
 
 	slices, err := b.slices.EndpointSlices(namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: ref.Name}))
 	if err != nil {
-		return nil, &problem{reason: "EndpointsUnavailable", message: fmt.Sprintf("list EndpointSlices of Service %s/%s: %v", namespace, ref.Name, err)}
+		return nil, &problem{Reason: "EndpointsUnavailable", Message: fmt.Sprintf("list EndpointSlices of Service %s/%s: %v", namespace, ref.Name, err)}
 	}
 	seen := map[string]bool{}
 	var addresses []string
@@ -240,13 +237,13 @@ func findSlicePort(slice *discoveryv1.EndpointSlice, servicePortName string) *in
 func (b *configBuilder) keyPair(namespace, name string, used map[string]parsedKeyPair) (*tls.Certificate, *problem) {
 	secret, err := b.secrets.Secrets(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
-		return nil, &problem{reason: "TLSSecretNotFound", message: fmt.Sprintf("TLS Secret %s/%s not found (only Secrets of type %q are watched)", namespace, name, corev1.SecretTypeTLS)}
+		return nil, &problem{Reason: "TLSSecretNotFound", Message: fmt.Sprintf("TLS Secret %s/%s not found (only Secrets of type %q are watched)", namespace, name, corev1.SecretTypeTLS)}
 	}
 	if err != nil {
-		return nil, &problem{reason: "TLSSecretNotFound", message: fmt.Sprintf("get TLS Secret %s/%s: %v", namespace, name, err)}
+		return nil, &problem{Reason: "TLSSecretNotFound", Message: fmt.Sprintf("get TLS Secret %s/%s: %v", namespace, name, err)}
 	}
 	if secret.Type != corev1.SecretTypeTLS {
-		return nil, &problem{reason: "InvalidTLSSecret", message: fmt.Sprintf("Secret %s/%s is of type %q, not %q", namespace, name, secret.Type, corev1.SecretTypeTLS)}
+		return nil, &problem{Reason: "InvalidTLSSecret", Message: fmt.Sprintf("Secret %s/%s is of type %q, not %q", namespace, name, secret.Type, corev1.SecretTypeTLS)}
 	}
 
 	key := namespace + "/" + name
@@ -266,7 +263,7 @@ func (b *configBuilder) keyPair(namespace, name string, used map[string]parsedKe
 		used[key] = parsed
 	}
 	if parsed.err != nil {
-		return nil, &problem{reason: "InvalidTLSSecret", message: fmt.Sprintf("Secret %s/%s does not hold a valid TLS key pair: %v", namespace, name, parsed.err)}
+		return nil, &problem{Reason: "InvalidTLSSecret", Message: fmt.Sprintf("Secret %s/%s does not hold a valid TLS key pair: %v", namespace, name, parsed.err)}
 	}
 	return parsed.cert, nil
 }

@@ -93,7 +93,7 @@ func TestBuildReportsMissingServicesAndPorts(t *testing.T) {
 	config, problems := builder.build([]*networkingv1.Ingress{ing})
 	got := map[string]string{}
 	for _, p := range problems {
-		got[p.message] = p.reason
+		got[p.Message] = p.Reason
 	}
 	want := map[string]string{
 		"Service default/ghost not found":    "ServiceNotFound",
@@ -161,16 +161,16 @@ func TestBuildReportsBadTLSSecrets(t *testing.T) {
 
 	config, problems := builder.build([]*networkingv1.Ingress{ing})
 	want := []problem{
-		{reason: "TLSSecretNotFound", message: "TLS Secret default/missing not found"},
-		{reason: "InvalidTLSSecret", message: "default/garbage does not hold a valid TLS key pair"},
-		{reason: "InvalidTLSSecret", message: `Secret default/opaque is of type "Opaque", not "kubernetes.io/tls"`},
+		{Reason: "TLSSecretNotFound", Message: "TLS Secret default/missing not found"},
+		{Reason: "InvalidTLSSecret", Message: "default/garbage does not hold a valid TLS key pair"},
+		{Reason: "InvalidTLSSecret", Message: `Secret default/opaque is of type "Opaque", not "kubernetes.io/tls"`},
 	}
 	if len(problems) != len(want) {
 		t.Fatalf("problems = %+v, want %d", problems, len(want))
 	}
 	for i, w := range want {
-		if problems[i].reason != w.reason || !strings.Contains(problems[i].message, w.message) {
-			t.Errorf("problem %d = %+v, want %s containing %q", i, problems[i].problem, w.reason, w.message)
+		if problems[i].Reason != w.Reason || !strings.Contains(problems[i].Message, w.Message) {
+			t.Errorf("problem %d = %+v, want %s containing %q", i, problems[i].Problem, w.Reason, w.Message)
 		}
 	}
 	if config.certificates.lookup("good.test") == nil {

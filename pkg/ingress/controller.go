@@ -24,6 +24,8 @@ import (
 	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/skiff-io/skiff/pkg/eventreport"
 )
 
 // tlsSecretSelector selects the Secrets the controller watches.
@@ -59,7 +61,7 @@ type Controller struct {
 	pods      corelisters.PodLister // nil when status is not managed
 
 	builder  *configBuilder
-	reporter *problemReporter
+	reporter *eventreport.Reporter[*networkingv1.Ingress]
 	status   *statusWriter
 	fallback *tls.Certificate
 
@@ -89,7 +91,7 @@ func NewController(client kubernetes.Interface, opts Options) (*Controller, erro
 
 	c := &Controller{
 		opts:     opts,
-		reporter: newProblemReporter(opts.Recorder),
+		reporter: eventreport.NewReporter[*networkingv1.Ingress](opts.Recorder),
 		status:   &statusWriter{client: client},
 		fallback: fallback,
 		changed:  make(chan struct{}, 1),
@@ -234,7 +236,7 @@ func (c *Controller) rebuild(ctx context.Context) {
 	}
 	config, problems := c.builder.build(handled)
 	c.config.Store(config)
-	c.reporter.report(handled, problems)
+	c.reporter.Report(handled, problems)
 	logrus.Debugf("routing configuration rebuilt from %d ingresses", len(handled))
 
 	if c.pods == nil {

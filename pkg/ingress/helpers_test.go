@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/record"
 )
 
 var testTime = time.Date(2026, time.January, 1, 12, 0, 0, 0, time.UTC)
@@ -165,4 +166,16 @@ func closedAddress(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+func drainEvents(recorder *record.FakeRecorder) []string {
+	var events []string
+	for {
+		select {
+		case e := <-recorder.Events:
+			events = append(events, e)
+		default:
+			return events
+		}
+	}
 }

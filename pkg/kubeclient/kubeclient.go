@@ -22,6 +22,20 @@ func Config(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
+// ConfigOrInCluster loads kubeconfig or, when it is "", the in-cluster
+// configuration of the pod it runs in: how skiff's addon programs reach
+// the API.
+func ConfigOrInCluster(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return Config(kubeconfig)
+	}
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load in-cluster configuration (use --kubeconfig outside a cluster): %w", err)
+	}
+	return rc, nil
+}
+
 // New returns a typed client from a kubeconfig file.
 func New(kubeconfig string) (kubernetes.Interface, error) {
 	rc, err := Config(kubeconfig)

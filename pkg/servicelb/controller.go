@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiff-io/skiff/pkg/eventreport"
 )
 
 // syncKey is the only item ever queued: every change re-plans all
@@ -53,7 +55,7 @@ type Controller struct {
 	slices   discoverylisters.EndpointSliceLister
 	queue    workqueue.TypedRateLimitingInterface[string]
 
-	reporter *problemReporter
+	reporter *eventreport.Reporter[*corev1.Service]
 	status   *statusWriter
 	synced   atomic.Bool
 }
@@ -86,7 +88,7 @@ func NewController(client kubernetes.Interface, opts Options) (*Controller, erro
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "servicelb"}),
-		reporter: newProblemReporter(opts.Recorder),
+		reporter: eventreport.NewReporter[*corev1.Service](opts.Recorder),
 		status:   &statusWriter{client: client, recorder: opts.Recorder},
 	}
 	services := c.factory.Core().V1().Services()
@@ -214,7 +216,7 @@ func (c *Controller) sync(ctx context.Context) error {
 	}
 	p := computePlan(state, c.reserved)
 	err = c.status.sync(ctx, p.statuses)
-	c.reporter.report(p.handled, p.problems)
+	c.reporter.Report(p.handled, p.problems)
 	logrus.Debugf("synced %d LoadBalancer services, %d problems", len(p.handled), len(p.problems))
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 )
 
 var testTime = time.Date(2026, time.January, 1, 12, 0, 0, 0, time.UTC)
@@ -97,4 +98,16 @@ func endpointSlice(namespace, service, name string, endpoints ...testEndpoint) *
 		slice.Endpoints = append(slice.Endpoints, e)
 	}
 	return slice
+}
+
+func drainEvents(recorder *record.FakeRecorder) []string {
+	var events []string
+	for {
+		select {
+		case e := <-recorder.Events:
+			events = append(events, e)
+		default:
+			return events
+		}
+	}
 }

@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/skiff-io/skiff/pkg/eventreport"
 )
 
 // EnableLBLabel chooses the serving nodes: once any node has it set to
@@ -38,14 +40,10 @@ type desiredStatus struct {
 	ingress []corev1.LoadBalancerIngress
 }
 
-type problem struct {
-	reason, message string
-}
-
-type serviceProblem struct {
-	service *corev1.Service
-	problem
-}
+type (
+	problem        = eventreport.Problem
+	serviceProblem = eventreport.Found[*corev1.Service]
+)
 
 // plan is the outcome of one sync: what to write and what to tell.
 type plan struct {
@@ -96,11 +94,11 @@ func computePlan(state clusterState, reserved map[portKey]string) plan {
 		var refusals []problem
 		for _, port := range ports {
 			if reason, ok := reserved[port]; ok {
-				refusals = append(refusals, problem{ReasonPortReserved, fmt.Sprintf(
+				refusals = append(refusals, problem{Reason: ReasonPortReserved, Message: fmt.Sprintf(
 					"port %s is reserved for %s, so this Service gets no address: choose another port, or disable that component to free the port",
 					port, reason)})
 			} else if holder := held[port]; holder != nil {
-				refusals = append(refusals, problem{ReasonPortConflict, fmt.Sprintf(
+				refusals = append(refusals, problem{Reason: ReasonPortConflict, Message: fmt.Sprintf(
 					"port %s is already served for the older Service %s/%s, so this Service gets no address: choose another port, "+
 						"or remove the port from %s/%s and this Service is served next",
 					port, holder.Namespace, holder.Name, holder.Namespace, holder.Name)})
@@ -109,7 +107,7 @@ func computePlan(state clusterState, reserved map[portKey]string) plan {
 		if len(refusals) > 0 {
 			p.statuses = append(p.statuses, desiredStatus{service: svc})
 			for _, r := range refusals {
-				p.problems = append(p.problems, serviceProblem{svc, r})
+				p.problems = append(p.problems, serviceProblem{Object: svc, Problem: r})
 			}
 			continue
 		}
@@ -132,7 +130,7 @@ func computePlan(state clusterState, reserved map[portKey]string) plan {
 		}
 		p.statuses = append(p.statuses, desiredStatus{service: svc, ingress: ingress})
 		if len(ingress) == 0 {
-			p.problems = append(p.problems, serviceProblem{svc, problem{ReasonNoServingNodes, why}})
+			p.problems = append(p.problems, serviceProblem{Object: svc, Problem: problem{Reason: ReasonNoServingNodes, Message: why}})
 		}
 	}
 	return p

@@ -260,13 +260,13 @@ func TestComputePlan(t *testing.T) {
 			}
 			for i, want := range tc.problems {
 				gotProblem := p.problems[i]
-				id := gotProblem.service.Namespace + "/" + gotProblem.service.Name
-				if id != want.service || gotProblem.reason != want.reason {
-					t.Errorf("problem %d = %s %s, want %s %s", i, id, gotProblem.reason, want.service, want.reason)
+				id := gotProblem.Object.Namespace + "/" + gotProblem.Object.Name
+				if id != want.service || gotProblem.Reason != want.reason {
+					t.Errorf("problem %d = %s %s, want %s %s", i, id, gotProblem.Reason, want.service, want.reason)
 				}
 				for _, word := range want.contains {
-					if !strings.Contains(gotProblem.message, word) {
-						t.Errorf("problem %d message %q does not mention %q", i, gotProblem.message, word)
+					if !strings.Contains(gotProblem.Message, word) {
+						t.Errorf("problem %d message %q does not mention %q", i, gotProblem.Message, word)
 					}
 				}
 			}
