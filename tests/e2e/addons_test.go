@@ -45,12 +45,7 @@ func TestClusterServices(t *testing.T) {
 		}
 		s.waitSystemPodsReady("k8s-app=kube-dns", 1, 3*time.Minute)
 		s.waitSystemPodsReady("app.kubernetes.io/name=skiff-ingress", 1, 3*time.Minute)
-		out := s.kubectl("-n", "kube-system", "get", "pods", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}")
-		for _, img := range strings.Fields(out) {
-			if !strings.HasPrefix(img, "skiff.local/system/") {
-				t.Errorf("system pod runs image %s, want one built into skiff", img)
-			}
-		}
+		s.checkSystemImagesLocal(t)
 		if class := s.kubectl("get", "ingressclass", "skiff", "-o", "jsonpath={.metadata.annotations.ingressclass\\.kubernetes\\.io/is-default-class}"); class != "true" {
 			t.Errorf("IngressClass skiff is-default-class = %q, want true", class)
 		}
@@ -379,6 +374,18 @@ func (s *server) waitAddonState(name, state string, timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// checkSystemImagesLocal checks that every kube-system pod runs an image
+// built into skiff, none pulled.
+func (s *server) checkSystemImagesLocal(t *testing.T) {
+	t.Helper()
+	out := s.kubectl("-n", "kube-system", "get", "pods", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}")
+	for _, img := range strings.Fields(out) {
+		if !strings.HasPrefix(img, "skiff.local/system/") {
+			t.Errorf("system pod runs image %s, want one built into skiff", img)
+		}
+	}
 }
 
 // waitSystemPodsReady waits for n Ready pods in kube-system.

@@ -38,12 +38,7 @@ func TestStorageLoadBalancerAndMetrics(t *testing.T) {
 		for _, app := range []string{"local-path-provisioner", "metrics-server", "skiff-servicelb"} {
 			s.waitSystemPodsReady("app.kubernetes.io/name="+app, 1, 3*time.Minute)
 		}
-		out := s.kubectl("-n", "kube-system", "get", "pods", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}")
-		for _, img := range strings.Fields(out) {
-			if !strings.HasPrefix(img, "skiff.local/system/") {
-				t.Errorf("system pod runs image %s, want one built into skiff", img)
-			}
-		}
+		s.checkSystemImagesLocal(t)
 		if def := s.kubectl("get", "storageclass", "local-path", "-o", "jsonpath={.metadata.annotations.storageclass\\.kubernetes\\.io/is-default-class} {.volumeBindingMode} {.reclaimPolicy}"); def != "true WaitForFirstConsumer Delete" {
 			t.Errorf("StorageClass local-path: default, binding mode, reclaim policy = %q", def)
 		}
