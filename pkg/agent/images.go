@@ -27,25 +27,29 @@ const CoreDNSImage = "skiff.local/system/coredns:1.15.0"
 // inside skiff; the tag is the release it is compiled from.
 const MetricsServerImage = "skiff.local/system/metrics-server:v0.8.0"
 
-// IngressImage names the image of skiff's ingress controller.
-func IngressImage() (string, error) { return ownImage("ingress") }
+// SystemImageNames are the references of one build's system images.
+type SystemImageNames struct {
+	Pause, CoreDNS, Ingress, LocalPath, MetricsServer, ServiceLB string
+}
 
-// LocalPathImage names the image of the local-path provisioner and of the
-// helper its pods run to make and remove volume directories.
-func LocalPathImage() (string, error) { return ownImage("local-path") }
-
-// ServiceLBImage names the image of skiff's ServiceLB controller.
-func ServiceLBImage() (string, error) { return ownImage("servicelb") }
-
-// ownImage names a system image that holds skiff's own code, which changes
-// with skiff itself: the tag is the content hash of the helpers every node
-// of one build shares.
-func ownImage(name string) (string, error) {
+// SystemImages names this build's system images. Those that hold skiff's
+// own code (the ingress and ServiceLB controllers, the volume helper
+// beside the local-path provisioner) change with skiff itself: their tag
+// is the content hash of the helpers every node of one build shares.
+func SystemImages() (SystemImageNames, error) {
 	hash, err := bundle.ContentHash()
 	if err != nil {
-		return "", err
+		return SystemImageNames{}, err
 	}
-	return "skiff.local/system/" + name + ":" + hash, nil
+	own := func(name string) string { return "skiff.local/system/" + name + ":" + hash }
+	return SystemImageNames{
+		Pause:         PauseImage,
+		CoreDNS:       CoreDNSImage,
+		Ingress:       own("ingress"),
+		LocalPath:     own("local-path"),
+		MetricsServer: MetricsServerImage,
+		ServiceLB:     own("servicelb"),
+	}, nil
 }
 
 // systemImages imports the images a node needs from the skiff binary itself
@@ -107,52 +111,45 @@ func (s *systemImages) Start(ctx context.Context) (<-chan error, error) {
 // specs describes the system images, the pod sandbox's first: each holds
 // static programs from the helper executables.
 func (s *systemImages) specs() ([]images.Spec, error) {
-	var ingress, localPath, serviceLB string
-	for _, own := range []struct {
-		name func() (string, error)
-		ref  *string
-	}{{IngressImage, &ingress}, {LocalPathImage, &localPath}, {ServiceLBImage, &serviceLB}} {
-		ref, err := own.name()
-		if err != nil {
-			return nil, err
-		}
-		*own.ref = ref
+	names, err := SystemImages()
+	if err != nil {
+		return nil, err
 	}
 	program := func(file string) images.File {
 		return images.File{Source: filepath.Join(s.binDir, file), Path: "/" + file, Mode: 0o755}
 	}
 	return []images.Spec{
 		{
-			Name:       PauseImage,
+			Name:       names.Pause,
 			Entrypoint: []string{"/pause"},
 			Files:      []images.File{program("pause")},
 			User:       "65535:65535",
 		},
 		{
-			Name:         CoreDNSImage,
+			Name:         names.CoreDNS,
 			Entrypoint:   []string{"/coredns"},
 			Files:        []images.File{program("coredns")},
 			ExposedPorts: []string{"53/udp", "53/tcp", "9153/tcp"},
 		},
 		{
-			Name:         ingress,
+			Name:         names.Ingress,
 			Entrypoint:   []string{"/skiff-ingress"},
 			Files:        []images.File{program("skiff-ingress")},
 			ExposedPorts: []string{"80/tcp", "443/tcp"},
 		},
 		{
-			Name:       localPath,
+			Name:       names.LocalPath,
 			Entrypoint: []string{"/local-path-provisioner"},
 			Files:      []images.File{program("local-path-provisioner"), program("skiff-volume-helper")},
 		},
 		{
-			Name:         MetricsServerImage,
+			Name:         names.MetricsServer,
 			Entrypoint:   []string{"/metrics-server"},
 			Files:        []images.File{program("metrics-server")},
 			ExposedPorts: []string{"4443/tcp"},
 		},
 		{
-			Name:       serviceLB,
+			Name:       names.ServiceLB,
 			Entrypoint: []string{"/skiff-servicelb"},
 			Files:      []images.File{program("skiff-servicelb")},
 		},

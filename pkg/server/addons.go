@@ -28,26 +28,23 @@ const (
 
 // bundledAddons renders the addons skiff ships for this cluster.
 func bundledAddons(cfg *config.Server, paths layout.Layout, certs *pki.ServerPKI) ([]deploy.Bundled, error) {
+	images, err := agent.SystemImages()
+	if err != nil {
+		return nil, err
+	}
 	values := manifests.Values{
 		ClusterDNS:         strings.TrimSpace(strings.Split(cfg.ClusterDNS, ",")[0]),
 		ClusterDomain:      cfg.ClusterDomain,
-		CoreDNSImage:       agent.CoreDNSImage,
-		MetricsServerImage: agent.MetricsServerImage,
+		CoreDNSImage:       images.CoreDNS,
+		IngressImage:       images.Ingress,
+		LocalPathImage:     images.LocalPath,
+		MetricsServerImage: images.MetricsServer,
+		ServiceLBImage:     images.ServiceLB,
 		StoragePath:        cfg.LocalStoragePath,
 		ReservedPorts:      reservedPorts(cfg),
 	}
 	if values.StoragePath == "" {
 		values.StoragePath = paths.StorageDir
-	}
-	for _, own := range []struct {
-		name func() (string, error)
-		ref  *string
-	}{{agent.IngressImage, &values.IngressImage}, {agent.LocalPathImage, &values.LocalPathImage}, {agent.ServiceLBImage, &values.ServiceLBImage}} {
-		ref, err := own.name()
-		if err != nil {
-			return nil, err
-		}
-		*own.ref = ref
 	}
 	// The manifest carries these in base64, as Secrets, ConfigMaps'
 	// binaryData and APIServices take them.
