@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/skiff-io/skiff/pkg/eventreport"
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // tlsSecretSelector selects the Secrets the controller watches.
@@ -145,25 +146,7 @@ type watchedInformer struct {
 }
 
 func (c *Controller) watch(resource string, informer cache.SharedIndexInformer) error {
-	onChange := func(any) { c.markChanged() }
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    onChange,
-		UpdateFunc: func(_, _ any) { c.markChanged() },
-		DeleteFunc: onChange,
-	}); err != nil {
-		return fmt.Errorf("watch %s: %w", resource, err)
-	}
-	if err := informer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-		// A closed or expired watch is routine; the reflector relists.
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			logrus.Debugf("watch %s: %v", resource, err)
-			return
-		}
-		logrus.Errorf("watch %s: %v", resource, err)
-	}); err != nil {
-		return fmt.Errorf("watch %s: %w", resource, err)
-	}
-	return nil
+	return kubeclient.OnChange(resource, informer, c.markChanged)
 }
 
 func (c *Controller) markChanged() {

@@ -1,11 +1,18 @@
 // Package kubeclient builds skiff's own clients of the cluster from a
 // kubeconfig file, in one way, so that every component gets the same
-// loading, error wording and rate limits.
+// loading, error wording and rate limits; and watches informers the same
+// way for every controller.
 package kubeclient
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"sync"
+
+	"github.com/sirupsen/logrus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/cache"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -63,4 +70,27 @@ func NewDynamic(rc *rest.Config) (dynamic.Interface, error) {
 // serves (or before the kubeconfig exists) can still hold one.
 func Lazy(kubeconfig string) func() (kubernetes.Interface, error) {
 	return sync.OnceValues(func() (kubernetes.Interface, error) { return New(kubeconfig) })
+}
+
+// OnChange calls changed on every add, update and delete the informer sees,
+// and logs its watch errors, the routine ones (a closed or expired watch,
+// which the reflector relists) at debug level only.
+func OnChange(resource string, informer cache.SharedIndexInformer, changed func()) error {
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { changed() },
+		UpdateFunc: func(_, _ any) { changed() },
+		DeleteFunc: func(any) { changed() },
+	}); err != nil {
+		return fmt.Errorf("watch %s: %w", resource, err)
+	}
+	if err := informer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			logrus.Debugf("watch %s: %v", resource, err)
+			return
+		}
+		logrus.Errorf("watch %s: %v", resource, err)
+	}); err != nil {
+		return fmt.Errorf("watch %s: %w", resource, err)
+	}
+	return nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/skiff-io/skiff/pkg/eventreport"
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
 // syncKey is the only item ever queued: every change re-plans all
@@ -127,25 +127,7 @@ func slimDown(obj any) (any, error) {
 }
 
 func (c *Controller) watch(resource string, informer cache.SharedIndexInformer) error {
-	onChange := func(any) { c.queue.AddAfter(syncKey, c.opts.Debounce) }
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    onChange,
-		UpdateFunc: func(_, obj any) { onChange(obj) },
-		DeleteFunc: onChange,
-	}); err != nil {
-		return fmt.Errorf("watch %s: %w", resource, err)
-	}
-	if err := informer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-		// A closed or expired watch is routine; the reflector relists.
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-			logrus.Debugf("watch %s: %v", resource, err)
-			return
-		}
-		logrus.Errorf("watch %s: %v", resource, err)
-	}); err != nil {
-		return fmt.Errorf("watch %s: %w", resource, err)
-	}
-	return nil
+	return kubeclient.OnChange(resource, informer, func() { c.queue.AddAfter(syncKey, c.opts.Debounce) })
 }
 
 // Run watches the cluster and keeps Service status current until ctx is
