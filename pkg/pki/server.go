@@ -168,7 +168,11 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 			return nil, err
 		}
 	}
-	if err := p.writeKubeletTrustBundle(kubeletServingCA, serverCA); err != nil {
+	legacy, err := p.LegacyKubeletServing()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.writeKubeletTrustBundle(kubeletServingCA, serverCA, legacy); err != nil {
 		return nil, err
 	}
 	clientCA, err := ensureCA(p.ClientCACert, p.ClientCAKey, "skiff-client-ca")
@@ -222,18 +226,14 @@ func migratingToKubeletServingCA(p *ServerPKI) (bool, error) {
 }
 
 // writeKubeletTrustBundle writes the CAs the apiserver accepts kubelet
-// serving certificates from; the server CA is among them only while the
-// legacy marker exists.
-func (p *ServerPKI) writeKubeletTrustBundle(kubeletServingCA, serverCA *certAuthority) error {
-	legacy, err := p.LegacyKubeletServing()
-	if err != nil {
-		return err
-	}
+// serving certificates from: the kubelet-serving CA, and the server CA too
+// while legacy (nodes may still serve certificates it signed).
+func (p *ServerPKI) writeKubeletTrustBundle(kubeletServingCA, serverCA *certAuthority, legacy bool) error {
 	bundle := slices.Clone(kubeletServingCA.certPEM)
 	if legacy {
 		bundle = append(bundle, serverCA.certPEM...)
 	}
-	_, err = fileutil.WriteIfChanged(p.KubeletTrustBundle, bundle, certMode)
+	_, err := fileutil.WriteIfChanged(p.KubeletTrustBundle, bundle, certMode)
 	return err
 }
 
@@ -253,18 +253,20 @@ func (p *ServerPKI) LegacyKubeletServing() (bool, error) {
 // FinishKubeletServingMigration stops trusting the server CA for kubelets,
 // once every node serves a certificate from the kubelet-serving CA.
 func (p *ServerPKI) FinishKubeletServingMigration() error {
-	if err := os.Remove(p.LegacyKubeletServingMarker); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", p.LegacyKubeletServingMarker, err)
-	}
 	kubeletCA, err := loadCA(p.KubeletServingCACert, p.KubeletServingCAKey)
 	if err != nil {
 		return err
 	}
-	serverCA, err := loadCA(p.ServerCACert, p.ServerCAKey)
-	if err != nil {
+	// The bundle first, then the marker: whoever sees the marker gone sees
+	// the new bundle, and a crash in between leaves the marker, so the next
+	// start trusts the server CA again and the migration finishes anew.
+	if err := p.writeKubeletTrustBundle(kubeletCA, nil, false); err != nil {
 		return err
 	}
-	return p.writeKubeletTrustBundle(kubeletCA, serverCA)
+	if err := os.Remove(p.LegacyKubeletServingMarker); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", p.LegacyKubeletServingMarker, err)
+	}
+	return nil
 }
 
 // ServerCABundle returns the PEM bytes of server-ca.crt.
