@@ -7,14 +7,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
 // skiffBin is the binary under test (SKIFF_BIN, or bin/skiff of this repo).
@@ -49,7 +49,7 @@ type server struct {
 	logPath    string
 	args       []string
 	cmd        *exec.Cmd
-	exited     chan struct{}
+	exited     <-chan struct{}
 	// logStart is the log size when the current process started, so
 	// readiness is judged on this run's lines only.
 	logStart int
@@ -57,12 +57,11 @@ type server struct {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := nodetest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // newServer prepares (but does not start) a control-plane-only server.
@@ -98,25 +97,13 @@ func newServer(t *testing.T, extra ...string) *server {
 
 func (s *server) start() {
 	s.t.Helper()
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	cmd := exec.Command(skiffBin, s.args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG=")
+	exited, logStart, err := nodetest.StartLogged(cmd, s.logPath, "skiff "+strings.Join(s.args, " "))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.logStart = len(s.log())
-	fmt.Fprintf(logf, "\n===== skiff %s\n", strings.Join(s.args, " "))
-	cmd := exec.Command(skiffBin, s.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "KUBECONFIG=")
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	s.cmd = cmd
-	s.exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(s.exited)
-	}()
+	s.cmd, s.exited, s.logStart = cmd, exited, logStart
 }
 
 // waitReady waits for the "cluster ready" line and a passing /readyz.
@@ -146,10 +133,7 @@ func (s *server) stop() {
 	if s.cmd == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(90 * time.Second):
+	if !nodetest.Terminate(s.cmd.Process, s.exited, 90*time.Second) {
 		s.t.Fatal("skiff server did not stop within 90s of SIGTERM")
 	}
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {

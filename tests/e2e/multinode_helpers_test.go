@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/pkg/layout"
+	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
 // The test network: the host namespace is the server node, on the bridge;
@@ -194,7 +195,7 @@ type agentNode struct {
 	args       []string
 	env        []string
 	cmd        *exec.Cmd
-	exited     chan struct{}
+	exited     <-chan struct{}
 	logStart   int
 }
 
@@ -332,24 +333,12 @@ func (a *agentNode) start() {
 	if err := os.MkdirAll(a.stateDir, 0o700); err != nil {
 		a.t.Fatal(err)
 	}
-	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	cmd := a.command()
+	exited, logStart, err := nodetest.StartLogged(cmd, a.logPath, "skiff "+redactToken(strings.Join(a.args, " ")))
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	a.logStart = len(a.log())
-	fmt.Fprintf(logf, "\n===== skiff %s\n", redactToken(strings.Join(a.args, " ")))
-	cmd := a.command()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		a.t.Fatal(err)
-	}
-	a.cmd = cmd
-	a.exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(a.exited)
-	}()
+	a.cmd, a.exited, a.logStart = cmd, exited, logStart
 }
 
 // runToExit starts the agent and waits up to timeout for it to exit; it
@@ -374,10 +363,7 @@ func (a *agentNode) stop() {
 	if a.cmd == nil {
 		return
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-	case <-time.After(90 * time.Second):
+	if !nodetest.Terminate(a.cmd.Process, a.exited, 90*time.Second) {
 		a.t.Fatal("skiff agent did not stop within 90s of SIGTERM")
 	}
 	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
@@ -456,19 +442,8 @@ func redactToken(s string) string {
 // go with its last process; its links and rules go with its network
 // namespace (removeTestNetwork).
 func cleanupAgent(t *testing.T, a *agentNode) {
-	var left []procInfo
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		left = agentProcs(a.root, a.cgroupRoot)
-		if len(left) == 0 {
-			break
-		}
-		for _, p := range left {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	for _, p := range left {
-		t.Errorf("cleanup: agent process %d (%s) survived SIGKILL", p.pid, p.cmdline())
+	for _, p := range nodetest.KillAll(func() []nodetest.Proc { return agentProcs(a.root, a.cgroupRoot) }) {
+		t.Errorf("cleanup: agent process %d (%s) survived SIGKILL", p.PID, p.Cmdline())
 	}
 	removeAgentCgroups(t, a.cgroupRoot, false)
 }
@@ -477,63 +452,18 @@ func cleanupAgent(t *testing.T, a *agentNode) {
 // naming its temp dir (the agent, its containerd and shims), those in its
 // cgroup root (its containers), and their descendants; never this process
 // or its ancestors.
-func agentProcs(root, cgroupRoot string) []procInfo {
-	procs := listProcs()
-	protected := map[int]bool{1: true}
-	for pid := os.Getpid(); pid > 1; {
-		protected[pid] = true
-		p, ok := procs[pid]
-		if !ok {
-			break
-		}
-		pid = p.ppid
-	}
-	owns := func(p procInfo) bool {
-		if p.exe != "" && under(p.exe, root) {
+func agentProcs(root, cgroupRoot string) []nodetest.Proc {
+	return nodetest.Procs(func(p nodetest.Proc) bool {
+		if p.Exe != "" && nodetest.Under(p.Exe, root) {
 			return true
 		}
-		for _, arg := range p.argv {
+		for _, arg := range p.Argv {
 			if strings.Contains(arg, root+"/") || strings.HasSuffix(arg, root) {
 				return true
 			}
 		}
-		return inCgroupRoot(p.cgroup, cgroupRoot)
-	}
-	ours := map[int]bool{}
-	for pid, p := range procs {
-		if owns(p) {
-			ours[pid] = true
-		}
-	}
-	for changed := true; changed; {
-		changed = false
-		for pid, p := range procs {
-			if !ours[pid] && ours[p.ppid] {
-				ours[pid] = true
-				changed = true
-			}
-		}
-	}
-	var out []procInfo
-	for pid := range ours {
-		if p := procs[pid]; !protected[pid] && p.state != 'Z' {
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
-	return out
-}
-
-// inCgroupRoot: a /proc/<pid>/cgroup text places the process at or under
-// cgroupRoot in some hierarchy.
-func inCgroupRoot(procCgroup, cgroupRoot string) bool {
-	for _, line := range strings.Split(procCgroup, "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 && under(parts[2], cgroupRoot) {
-			return true
-		}
-	}
-	return false
+		return p.InCgroup(cgroupRoot)
+	})
 }
 
 // prepareAgentCgroups creates the agent's cgroup root in every hierarchy:
@@ -576,8 +506,8 @@ func isCgroupMount(dir string) bool {
 func removeAgentCgroups(t *testing.T, cgroupRoot string, stale bool) {
 	if stale {
 		for _, p := range agentProcs("/nonexistent-skiff-agent-root", cgroupRoot) {
-			t.Logf("preflight: killing process %d (%s) left in cgroup %s by an earlier run", p.pid, p.cmdline(), cgroupRoot)
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			t.Logf("preflight: killing process %d (%s) left in cgroup %s by an earlier run", p.PID, p.Cmdline(), cgroupRoot)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 	}
 	hierarchies, _ := filepath.Glob(filepath.Join(cgroupFS, "*"))

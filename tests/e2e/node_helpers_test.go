@@ -5,12 +5,10 @@ package e2e
 // cleanup that leaves the host ready for the next node.
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,18 +16,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/skiff-io/skiff/pkg/images"
 	"github.com/skiff-io/skiff/pkg/layout"
+	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
 // The test image: tests/testimage at /web, entrypoint ["/web"], command
@@ -191,7 +188,7 @@ func newNode(t *testing.T, extra ...string) *server {
 		copyFile(t, set.tars[name], filepath.Join(s.imagesDir(), filepath.Base(set.tars[name])))
 	}
 
-	before := snapshotHost()
+	before := nodetest.SnapshotHost()
 	// Cleanups run last-registered first: diagnostics (while the server may
 	// still answer), then the node cleanup, then newServer's kill and log.
 	t.Cleanup(func() { cleanupNode(t, s, before) })
@@ -709,68 +706,22 @@ func tail(s string, n int) string {
 
 // --- cleanup -----------------------------------------------------------------
 //
-// Killing skiff does not stop a node: by design the containerd shims are
-// separate daemons that keep the pods running, the kubelet leaves tmpfs and
-// bind mounts under its root dir, containerd leaves rootfs overlays and
-// /dev/shm mounts under /run/skiff, and cni0, flannel.1, the pods' network
-// namespaces, host-local IP reservations and iptables rules stay in the
-// kernel and on disk. skiff-killall.sh (install.sh) undoes most of that, but
-// only for the data dir baked in at install time, only for
-// /var/lib/kubelet, and it kills the shims but not the container processes
-// under them; so the tests do the same work here, scoped to one node's temp
-// dir, its pods and the paths it created.
-
-// hostPathsToWatch are shared host paths a node may create; the cleanup
-// removes those that did not exist before the node started.
-var hostPathsToWatch = []string{runDir, "/run/flannel", "/var/lib/cni", "/etc/cni", "/opt/cni", "/var/lib/kubelet", "/run/netns"}
-
-// hostSnapshot is the host state before a node started.
-type hostSnapshot struct {
-	existed map[string]bool // hostPathsToWatch entries that existed
-	netns   map[string]bool // entries of /run/netns
-}
-
-func snapshotHost() hostSnapshot {
-	h := hostSnapshot{existed: map[string]bool{}, netns: map[string]bool{}}
-	for _, p := range hostPathsToWatch {
-		if _, err := os.Lstat(p); err == nil {
-			h.existed[p] = true
-		}
-	}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		h.netns[e.Name()] = true
-	}
-	return h
-}
-
-// nodeScope says which processes, mounts and state belong to the node(s)
-// being cleaned up.
-type nodeScope struct {
-	roots       []string        // temp dirs of the nodes (data and kubelet dirs)
-	podUIDs     map[string]bool // pods the nodes ran
-	allKubepods bool            // every process in a kubepods cgroup is theirs
-	netns       []string        // /run/netns entries to remove
-	helperBins  []string        // dirs with bundled helpers (iptables tools)
-}
+// Killing skiff does not stop a node (see tests/nodetest): the cleanup of a
+// test node removes what it left, scoped to its temp dir, its pods and the
+// host paths it created.
 
 // cleanupNode stops the node and removes everything it left on the host.
-func cleanupNode(t *testing.T, s *server, before hostSnapshot) {
+func cleanupNode(t *testing.T, s *server, before nodetest.HostSnapshot) {
 	s.kill()
-	root := filepath.Dir(s.dataDir)
-	scope := nodeScope{
-		roots:   []string{root},
-		podUIDs: map[string]bool{},
+	scope := nodetest.Scope{
+		Roots:      []string{filepath.Dir(s.dataDir)},
+		PodUIDs:    nodetest.PodUIDsIn(s.kubeletDir()),
+		Netns:      before.NewNetns(),
+		HelperBins: nodetest.HelperBins(s.dataDir),
 	}
-	entries, _ := os.ReadDir(filepath.Join(s.kubeletDir(), "pods"))
-	for _, e := range entries {
-		scope.podUIDs[e.Name()] = true
-	}
-	scope.netns = newNetns(before)
-	scope.helperBins, _ = filepath.Glob(filepath.Join(s.paths().HelpersDir, "*", "bin"))
-	cleanupScope(t, scope, before.existed)
+	nodetest.CleanupScope(t, scope, before.Existed)
 
-	if !before.existed["/var/lib/kubelet"] {
+	if !before.Existed[layout.DefaultKubeletRootDir] {
 		checkKubeletDirUnused(t, s.kubeletDir())
 	}
 }
@@ -798,136 +749,8 @@ func checkKubeletDirUnused(t *testing.T, rootDir string) {
 	os.RemoveAll("/var/lib/kubelet")
 }
 
-// newNetns lists the cni-* network namespaces created since before.
-func newNetns(before hostSnapshot) []string {
-	var out []string
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		if !before.netns[e.Name()] && strings.HasPrefix(e.Name(), "cni-") {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
-
-// cleanupScope does the work; existed tells which hostPathsToWatch existed
-// before (nil: keep them all, remove only their node-specific content).
-func cleanupScope(t *testing.T, scope nodeScope, existed map[string]bool) {
-	killScope(t, scope)
-
-	// Container IDs (for the CNI state) before the state dirs go away:
-	// containerd's tasks and the container cgroups of the (now empty) pods.
-	ids := map[string]bool{}
-	taskDir := filepath.Join(runDir, "containerd", "io.containerd.runtime.v2.task", "k8s.io")
-	if entries, err := os.ReadDir(taskDir); err == nil {
-		for _, e := range entries {
-			ids[e.Name()] = true
-		}
-	}
-	podCgroups := findPodCgroups(scope, ids)
-
-	var prefixes []string
-	prefixes = append(prefixes, scope.roots...)
-	prefixes = append(prefixes, runDir)
-	for _, n := range scope.netns {
-		prefixes = append(prefixes, filepath.Join("/run/netns", n))
-	}
-	if existed != nil && !existed["/var/lib/kubelet"] {
-		prefixes = append(prefixes, "/var/lib/kubelet")
-	}
-	if left := unmountUnder(prefixes); len(left) > 0 {
-		t.Errorf("mounts left after cleanup: %v", left)
-	}
-	for _, n := range scope.netns {
-		os.Remove(filepath.Join("/run/netns", n))
-	}
-
-	// Empty pod cgroups, deepest first.
-	sort.Slice(podCgroups, func(i, j int) bool { return len(podCgroups[i]) > len(podCgroups[j]) })
-	var busy []string
-	for _, d := range podCgroups {
-		if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
-			busy = append(busy, d)
-		}
-	}
-	if len(busy) > 0 {
-		t.Logf("cleanup: %d pod cgroups could not be removed (e.g. %s)", len(busy), busy[0])
-	}
-
-	deleteNodeLinks(t)
-	removeNodeRules(t, scope.helperBins)
-	cleanCNIState(t, ids, existed)
-
-	os.RemoveAll(runDir)
-	for _, p := range hostPathsToWatch {
-		if existed != nil && !existed[p] && p != "/var/lib/kubelet" {
-			os.RemoveAll(p)
-		}
-	}
-}
-
-// findPodCgroups returns the cgroup dirs of the scope's pods that hold no
-// process any more (the pod dirs and their container dirs, in every
-// hierarchy) and adds the container IDs found there to ids.
-func findPodCgroups(scope nodeScope, ids map[string]bool) []string {
-	var dirs []string
-	hex64 := regexp.MustCompile(`[0-9a-f]{64}`)
-	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
-	hierarchies = append(hierarchies, "/sys/fs/cgroup")
-	seen := map[string]bool{}
-	for _, h := range hierarchies {
-		_ = filepath.WalkDir(h, func(p string, d os.DirEntry, err error) error {
-			if err != nil || !d.IsDir() {
-				return nil
-			}
-			if seen[p] {
-				return filepath.SkipDir
-			}
-			seen[p] = true
-			if !scope.ownsPodCgroup(d.Name()) {
-				return nil
-			}
-			pod := []string{p}
-			entries, _ := os.ReadDir(p)
-			for _, e := range entries {
-				if e.IsDir() {
-					pod = append(pod, filepath.Join(p, e.Name()))
-				}
-			}
-			for _, c := range pod {
-				if procs, err := os.ReadFile(filepath.Join(c, "cgroup.procs")); err == nil && len(bytes.TrimSpace(procs)) > 0 {
-					return filepath.SkipDir // still in use: not ours to touch
-				}
-			}
-			dirs = append(dirs, pod...)
-			for _, c := range pod[1:] {
-				if id := hex64.FindString(filepath.Base(c)); id != "" {
-					ids[id] = true
-				}
-			}
-			return filepath.SkipDir
-		})
-	}
-	return dirs
-}
-
-// ownsPodCgroup: name is the cgroup of one of the scope's pods
-// ("pod<uid>" for the cgroupfs driver, "...-pod<uid_with_underscores>.slice"
-// for systemd), or of any pod with allKubepods.
-func (sc nodeScope) ownsPodCgroup(name string) bool {
-	i := strings.LastIndex(name, "pod")
-	if i < 0 {
-		return false
-	}
-	uid := strings.ReplaceAll(strings.TrimSuffix(name[i+3:], ".slice"), "_", "-")
-	if !podUID.MatchString(uid) {
-		return false
-	}
-	return sc.allKubepods || sc.podUIDs[uid]
-}
-
-// podUID matches the UIDs of API pods (UUIDs) and of static pods (hashes).
-var podUID = regexp.MustCompile(`^[0-9a-f][0-9a-f-]{31,35}$`)
+// The view of processes and pod cgroups that install_test.go checks
+// killall with: nodetest's, under the names it was written with.
 
 type procInfo struct {
 	pid, ppid int
@@ -937,365 +760,36 @@ type procInfo struct {
 	cgroup    string
 }
 
-func (p procInfo) cmdline() string { return strings.Join(p.argv, " ") }
-
 func listProcs() map[int]procInfo {
 	procs := map[int]procInfo{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		dir := filepath.Join("/proc", e.Name())
-		stat, err := os.ReadFile(filepath.Join(dir, "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		p := procInfo{pid: pid, state: fields[0][0]}
-		p.ppid, _ = strconv.Atoi(fields[1])
-		if exe, err := os.Readlink(filepath.Join(dir, "exe")); err == nil {
-			p.exe = strings.TrimSuffix(exe, " (deleted)")
-		}
-		if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
-			p.argv = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		}
-		if b, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
-			p.cgroup = string(b)
-		}
-		procs[pid] = p
+	for pid, p := range nodetest.ListProcs() {
+		procs[pid] = procInfo{pid: p.PID, ppid: p.PPID, state: p.State, exe: p.Exe, argv: p.Argv, cgroup: p.Cgroup}
 	}
 	return procs
 }
 
-func under(path, dir string) bool {
-	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+func (p procInfo) proc() nodetest.Proc {
+	return nodetest.Proc{PID: p.pid, PPID: p.ppid, State: p.state, Exe: p.exe, Argv: p.argv, Cgroup: p.cgroup}
 }
 
-// isShim: a containerd shim of a skiff node (they connect to runDir).
-func (p procInfo) isShim() bool {
-	name := filepath.Base(p.exe)
-	if len(p.argv) > 0 {
-		if a0 := filepath.Base(p.argv[0]); strings.HasPrefix(a0, "containerd-shim") {
-			name = a0
-		}
-	}
-	return strings.HasPrefix(name, "containerd-shim") && strings.Contains(p.cmdline(), runDir+"/")
+func (p procInfo) cmdline() string { return p.proc().Cmdline() }
+func (p procInfo) isShim() bool    { return p.proc().IsShim() }
+
+type nodeScope struct{ podUIDs map[string]bool }
+
+func (sc nodeScope) ownsPodCgroup(name string) bool {
+	return nodetest.Scope{PodUIDs: sc.podUIDs}.OwnsPodCgroup(name)
 }
 
-// owns says whether the process belongs to the scope, not counting its
-// ancestry.
-func (sc nodeScope) owns(p procInfo) bool {
-	for _, r := range sc.roots {
-		if p.exe != "" && under(p.exe, r) {
-			return true
-		}
-		for _, a := range p.argv {
-			if strings.Contains(a, r+"/") || strings.HasSuffix(a, r) {
-				return true
-			}
-		}
-	}
-	if p.exe != "" && under(p.exe, runDir) {
-		return true
-	}
-	if p.isShim() {
-		return true
-	}
-	for _, line := range strings.Split(p.cgroup, "\n") {
-		for _, part := range strings.Split(line, "/") {
-			if !sc.allKubepods && sc.ownsPodCgroup(part) {
-				return true
-			}
-			// Without a live node, a container whose shim is gone (its
-			// parent is init) is a leftover; containers of other
-			// Kubernetes distributions still have their shim.
-			if sc.allKubepods && strings.HasPrefix(part, "kubepods") && p.ppid == 1 {
-				return true
-			}
-		}
-	}
-	return false
-}
+func under(path, dir string) bool { return nodetest.Under(path, dir) }
 
-// scopeProcs returns the live processes of the scope and their descendants,
-// never this process or its ancestors.
-func scopeProcs(sc nodeScope) []procInfo {
-	procs := listProcs()
-	protected := map[int]bool{1: true}
-	for pid := os.Getpid(); pid > 1; {
-		protected[pid] = true
-		p, ok := procs[pid]
-		if !ok {
-			break
-		}
-		pid = p.ppid
-	}
-	ours := map[int]bool{}
-	for pid, p := range procs {
-		if sc.owns(p) {
-			ours[pid] = true
-		}
-	}
-	// Descendants: repeat until no new process is added.
-	for changed := true; changed; {
-		changed = false
-		for pid, p := range procs {
-			if !ours[pid] && ours[p.ppid] {
-				ours[pid] = true
-				changed = true
-			}
-		}
-	}
-	var out []procInfo
-	for pid := range ours {
-		p := procs[pid]
-		if protected[pid] || p.state == 'Z' {
-			continue
-		}
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
-	return out
-}
+func mountPoints() []string { return nodetest.MountPoints() }
 
-// killScope SIGKILLs the scope's processes until none is left.
-func killScope(t *testing.T, sc nodeScope) {
-	var left []procInfo
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		left = scopeProcs(sc)
-		if len(left) == 0 {
-			return
-		}
-		for _, p := range left {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	for _, p := range left {
-		t.Errorf("cleanup: process %d (%s) survived SIGKILL", p.pid, p.cmdline())
-	}
-}
+func unmountUnder(prefixes []string) []string { return nodetest.UnmountUnder(prefixes) }
 
-// mountPoints lists the mount points of this mount namespace.
-func mountPoints() []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 {
-			out = append(out, unescapeMount(fields[4]))
-		}
-	}
-	return out
-}
-
-// unescapeMount decodes the octal escapes (\040 for space, ...) of
-// /proc/self/mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// unmountUnder lazily unmounts every mount at or below the prefixes,
-// deepest first, and returns those still mounted afterwards.
-func unmountUnder(prefixes []string) []string {
-	match := func() []string {
-		var ms []string
-		for _, m := range mountPoints() {
-			for _, p := range prefixes {
-				if under(m, p) {
-					ms = append(ms, m)
-					break
-				}
-			}
-		}
-		sort.Slice(ms, func(i, j int) bool { return len(ms[i]) > len(ms[j]) })
-		return ms
-	}
-	// Mounts stacked on one point need one pass each.
-	for i := 0; i < 10; i++ {
-		ms := match()
-		if len(ms) == 0 {
-			return nil
-		}
-		for _, m := range ms {
-			_ = syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-	}
-	return match()
-}
-
-// deleteNodeLinks removes cni0 (and the veths on it), flannel.1 and
-// flannel-v6.1, as skiff-killall.sh does.
-func deleteNodeLinks(t *testing.T) {
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Logf("cleanup: ip not installed; network links not removed")
-		return
-	}
-	if out, err := exec.Command(ip, "-o", "link", "show", "master", "cni0").Output(); err == nil {
-		for _, line := range strings.Split(string(out), "\n") {
-			parts := strings.SplitN(line, ": ", 3)
-			if len(parts) < 2 {
-				continue
-			}
-			name, _, _ := strings.Cut(parts[1], "@")
-			_ = exec.Command(ip, "link", "delete", name).Run()
-		}
-	}
-	for _, link := range []string{"cni0", "flannel.1", "flannel-v6.1"} {
-		if exec.Command(ip, "link", "show", link).Run() != nil {
-			continue
-		}
-		if out, err := exec.Command(ip, "link", "delete", link).CombinedOutput(); err != nil {
-			t.Errorf("cleanup: ip link delete %s: %v: %s", link, err, out)
-		}
-	}
-}
-
-// lookTool finds a tool on PATH or among the node's bundled helpers.
-func lookTool(name string, helperBins []string) string {
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, d := range helperBins {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
-}
-
-var nodeRule = regexp.MustCompile(`KUBE-|CNI-|(?i:flannel|skiff)`)
-
-// removeNodeRules drops the iptables rules and chains of kube-proxy,
-// flannel, the CNI plugins and skiff (the filter of skiff-killall.sh), and
-// the nftables tables of kube-proxy and flannel.
-func removeNodeRules(t *testing.T, helperBins []string) {
-	for _, ipt := range []string{"iptables", "ip6tables"} {
-		save, restore := lookTool(ipt+"-save", helperBins), lookTool(ipt+"-restore", helperBins)
-		if save == "" || restore == "" {
-			continue
-		}
-		out, err := exec.Command(save).Output()
-		if err != nil || !nodeRule.Match(out) {
-			continue
-		}
-		var kept bytes.Buffer
-		for _, line := range strings.SplitAfter(string(out), "\n") {
-			if !nodeRule.MatchString(line) {
-				kept.WriteString(line)
-			}
-		}
-		cmd := exec.Command(restore)
-		cmd.Stdin = &kept
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("cleanup: %s: %v: %s", restore, err, b)
-		}
-	}
-	if nft := lookTool("nft", helperBins); nft != "" {
-		out, err := exec.Command(nft, "list", "tables").Output()
-		if err != nil {
-			return
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line) // table <family> <name>
-			if len(f) != 3 || f[0] != "table" {
-				continue
-			}
-			if n := strings.ToLower(f[2]); strings.Contains(n, "kube-proxy") || strings.Contains(n, "flannel") || strings.Contains(n, "skiff") {
-				if b, err := exec.Command(nft, "delete", "table", f[1], f[2]).CombinedOutput(); err != nil {
-					t.Errorf("cleanup: nft delete table %s %s: %v: %s", f[1], f[2], err, b)
-				}
-			}
-		}
-	}
-}
-
-// cleanCNIState removes the host-local IP reservations and cached CNI
-// results of the given containers from /var/lib/cni, or all of it when the
-// node created it.
-func cleanCNIState(t *testing.T, ids map[string]bool, existed map[string]bool) {
-	const dir = "/var/lib/cni"
-	if existed != nil && !existed[dir] {
-		return // removed with the other paths the node created
-	}
-	reservations, _ := filepath.Glob(filepath.Join(dir, "networks", "*", "*"))
-	for _, f := range reservations {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-		if ids[strings.TrimSpace(id)] {
-			os.Remove(f)
-		}
-	}
-	results, _ := filepath.Glob(filepath.Join(dir, "results", "*"))
-	for _, f := range results {
-		for id := range ids {
-			if strings.Contains(filepath.Base(f), id) {
-				os.Remove(f)
-				break
-			}
-		}
-	}
-}
+var nodeRule = nodetest.NodeRule
 
 // --- preflight -----------------------------------------------------------------
-
-// isAgent: p is a skiff process that runs (part of) a node: an agent, a
-// server without --disable-agent, or skiff's containerd.
-func (p procInfo) isAgent() bool {
-	if filepath.Base(p.exe) != "skiff" || len(p.argv) < 2 || p.state == 'Z' {
-		return false
-	}
-	if filepath.Base(p.argv[0]) == "containerd" {
-		return true
-	}
-	switch p.argv[1] {
-	case "containerd", "agent":
-		return true
-	case "server":
-		for _, a := range p.argv[2:] {
-			if a == "--disable-agent" || a == "--disable-agent=true" {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
 
 // testRoot returns the test temp dir (<TMPDIR>/Test<name><n>/<nnn>, as
 // made by t.TempDir) that path is in, or "".
@@ -1313,8 +807,8 @@ func testRoot(path string) string {
 }
 
 // testRootArg is the test temp dir a command line refers to, or "".
-func (p procInfo) testRootArg() string {
-	for _, a := range p.argv {
+func testRootArg(p nodetest.Proc) string {
+	for _, a := range p.Argv {
 		if _, v, ok := strings.Cut(a, "="); ok {
 			a = v
 		}
@@ -1330,35 +824,35 @@ func (p procInfo) testRootArg() string {
 // servers, shims and containers, mounts, links and rules.
 func preflightNode(t *testing.T) {
 	t.Helper()
-	procs := listProcs()
-	scope := nodeScope{podUIDs: map[string]bool{}, allKubepods: true}
+	procs := nodetest.ListProcs()
+	scope := nodetest.Scope{PodUIDs: map[string]bool{}, AllKubepods: true}
 	for _, p := range procs {
-		if !p.isAgent() {
+		if !p.IsNode() {
 			continue
 		}
-		parent, parentAlive := procs[p.ppid]
-		orphan := p.ppid == 1 || !parentAlive
+		parent, parentAlive := procs[p.PPID]
+		orphan := p.PPID == 1 || !parentAlive
 		// skiff's containerd is the child of an agent: judge the agent.
-		if !orphan && parent.isAgent() {
+		if !orphan && parent.IsNode() {
 			continue
 		}
 		// A node of a test run that was killed (go test -timeout, ^C)
 		// before its cleanups ran lives on with init as its parent.
-		if root := p.testRootArg(); orphan && root != "" {
-			t.Logf("preflight: killing skiff node left by an earlier test run: pid %d (%s)", p.pid, p.cmdline())
-			if !contains(scope.roots, root) {
-				scope.roots = append(scope.roots, root)
+		if root := testRootArg(p); orphan && root != "" {
+			t.Logf("preflight: killing skiff node left by an earlier test run: pid %d (%s)", p.PID, p.Cmdline())
+			if !contains(scope.Roots, root) {
+				scope.Roots = append(scope.Roots, root)
 			}
 			continue
 		}
-		t.Fatalf("another skiff node is running on this host (pid %d: %s); a test node needs the host's %s, cni0 and flannel.1 to itself: stop it first (skiff-killall.sh)", p.pid, p.cmdline(), runDir)
+		t.Fatalf("another skiff node is running on this host (pid %d: %s); a test node needs the host's %s, cni0 and flannel.1 to itself: stop it first (skiff-killall.sh)", p.PID, p.Cmdline(), runDir)
 	}
 	// After the leftover nodes are gone: the test network and cgroup
 	// roots of multi-node tests (multinode_helpers_test.go).
 	defer removeMultiNodeLeftovers(t)
 
 	var stale []string
-	if len(scope.roots) > 0 {
+	if len(scope.Roots) > 0 {
 		stale = append(stale, "orphaned skiff servers")
 	}
 	if _, err := os.Stat(runDir); err == nil {
@@ -1369,23 +863,23 @@ func preflightNode(t *testing.T) {
 			stale = append(stale, "link "+link)
 		}
 	}
-	if n := len(scopeProcs(scope)); n > 0 {
+	if n := len(nodetest.ScopeProcs(scope)); n > 0 {
 		stale = append(stale, fmt.Sprintf("%d shim or container processes", n))
 	}
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "cni-") {
-			scope.netns = append(scope.netns, e.Name())
+			scope.Netns = append(scope.Netns, e.Name())
 		}
 	}
-	if len(scope.netns) > 0 {
-		stale = append(stale, fmt.Sprintf("%d cni network namespaces", len(scope.netns)))
+	if len(scope.Netns) > 0 {
+		stale = append(stale, fmt.Sprintf("%d cni network namespaces", len(scope.Netns)))
 	}
 	// Mounts (kubelet volumes, container rootfs) in earlier tests' temp
 	// dirs: with no node running, nothing uses them.
-	for _, m := range mountPoints() {
-		if root := testRoot(m); root != "" && !contains(scope.roots, root) {
-			scope.roots = append(scope.roots, root)
+	for _, m := range nodetest.MountPoints() {
+		if root := testRoot(m); root != "" && !contains(scope.Roots, root) {
+			scope.Roots = append(scope.Roots, root)
 			stale = append(stale, "mounts under "+root)
 		}
 	}
@@ -1393,7 +887,7 @@ func preflightNode(t *testing.T) {
 		return
 	}
 	t.Logf("preflight: removing what an earlier node left on this host: %s", strings.Join(stale, ", "))
-	cleanupScope(t, scope, nil)
+	nodetest.CleanupScope(t, scope, nil)
 }
 
 func contains(list []string, s string) bool {
