@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Helpers the benchmark scripts (scripts/bench, bench-node, bench-server)
-# share; sourced, not run. start_server and stop_server use the caller's
+# Helpers the benchmark scripts (scripts/bench, bench-server) share;
+# sourced, not run. start_server and stop_server use the caller's
 # $bin (the skiff binary) and keep the server in server_pid.
 
 # now: the time in epoch seconds with nanoseconds.
