@@ -1,171 +1,268 @@
-// Package agent runs a Kubernetes node: it prepares the host, joins the
-// server with the token, and runs containerd, the kubelet, flannel and
-// kube-proxy as components.
+// Package agent runs a Kubernetes node: it joins the server with the token,
+// prepares the host, and runs containerd, the kubelet, flannel and
+// kube-proxy. The node is a list of components with declared dependencies,
+// run by pkg/component on its own (`skiff agent`) or in the server's list.
 package agent
 
 import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/agent/flannel"
 	"github.com/skiff-io/skiff/pkg/agent/join"
 	"github.com/skiff-io/skiff/pkg/agent/kubelet"
+	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/layout"
 )
 
-// Agent is the node agent as one component: Start returns once the node's
-// pieces are all running.
-type Agent struct {
-	Config *config.Agent
-	// Runtime, when set, is the node's container runtime, started by the
-	// caller (a server starts it beside its control plane). Otherwise the
-	// agent starts its own once it has joined.
-	Runtime *Runtime
+// Run runs `skiff agent`: a node joined to a remote server, until ctx is
+// cancelled.
+func Run(ctx context.Context, cfg *config.CompletedAgent) error {
+	SetupLogging(cfg.Node.Debug)
+	if err := os.MkdirAll(cfg.Node.Paths.Agent.Dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s is not writable (%v); run as root or pass a --data-dir you own", cfg.Node.Paths.DataDir, err)
+	}
+	node := &Node{Config: cfg}
+	ready := func() { logrus.Infof("node %s joined %s and is running", cfg.Node.Name, cfg.ServerURL) }
+	if err := component.Run(ctx, ready, node.Components()...); err != nil {
+		return err
+	}
+	logrus.Info("skiff agent stopped")
+	return nil
 }
 
-func (a *Agent) Name() string { return "agent" }
+// Node is one node's components.
+type Node struct {
+	Config *config.CompletedAgent
+	// JoinAfter names components of the server this node runs beside that
+	// serve the join endpoints; the join, and the load balancer in front
+	// of that server, wait for them.
+	JoinAfter []string
+	// KubeletAfter names components of that server the kubelet must start
+	// after.
+	KubeletAfter []string
+}
 
-// Start prepares the host, joins the server and starts the node's
-// components in order. They run until ctx is cancelled.
-func (a *Agent) Start(ctx context.Context) (<-chan error, error) {
-	comps, err := a.components(ctx)
-	if err != nil {
-		return nil, err
+// Names of the node's components, for the components that require them.
+const (
+	joinName       = "join"
+	hostName       = "host"
+	helpersName    = "helpers"
+	containerdName = "containerd"
+	imagesName     = "images"
+	kubeletName    = "kubelet"
+	flannelName    = "flannel"
+)
+
+// Components returns the node's components. The join, the host set-up
+// and the helper executables are one-shot work; what they produce (the
+// credentials, the pod network backend, the helpers' dir) is handed to the
+// components that require them. On a server the runtime (helpers,
+// containerd, the system images) gets ready while the control plane
+// starts; `skiff agent` starts it only after the join, so a refused token
+// starts nothing.
+func (n *Node) Components() []component.Component {
+	cfg := n.Config
+	node := &cfg.Node
+	paths := node.Paths
+	l := paths.Agent
+
+	var creds component.Output[*join.Credentials]
+	var binDir component.Output[string]
+	// The pod network backend is a cluster-wide choice made on the server:
+	// a server knows it, an agent learns it when it joins.
+	var backend component.Output[string]
+	var runtimeAfter []string
+	if node.FlannelBackend != "" {
+		backend.Set(node.FlannelBackend)
+	} else {
+		runtimeAfter = []string{joinName}
 	}
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- component.Run(ctx, func() { close(ready) }, comps...)
-		close(done)
-	}()
-	select {
-	case <-ready:
-		return done, nil
-	case err := <-done:
-		if err == nil {
-			err = ctx.Err()
+
+	balancer := newServerBalancer(cfg.LoadBalancerAddress, cfg.ServerURL)
+	comps := []component.Component{component.Requiring(balancer, n.JoinAfter...)}
+
+	joinTask := component.Task(joinName, func(ctx context.Context) error {
+		c, err := join.Join(ctx, join.Options{
+			ServerURL: cfg.ServerURL,
+			Token:     cfg.Token,
+			NodeName:  node.Name,
+			NodeIPs:   netIPs(node.CertificateIPs()),
+			Dir:       l.CredDir,
+			// The password outlives re-issued credentials; keep it beside them.
+			PasswordFile: l.NodePasswordFile,
+			APIServerURL: balancer.URL(),
+		})
+		if err != nil {
+			return fmt.Errorf("join %s: %w", cfg.ServerURL, err)
 		}
-		return nil, err
-	}
+		creds.Set(c)
+		if node.FlannelBackend == "" {
+			b := c.Cluster.FlannelBackend
+			if b == "" {
+				b = config.DefaultFlannelBackend
+			}
+			backend.Set(b)
+		}
+		return nil
+	})
+	comps = append(comps, component.Requiring(joinTask, n.JoinAfter...))
+
+	hostTask := component.Task(hostName, func(context.Context) error {
+		return prepareHost(paths, backend.Get(), node.KubeProxyMode)
+	})
+	helpersTask := component.Task(helpersName, func(context.Context) error {
+		dir, err := bundle.Extract(paths.HelpersDir)
+		if err != nil {
+			return fmt.Errorf("extract helper executables: %w", err)
+		}
+		logrus.Infof("helper executables in %s", dir)
+		binDir.Set(dir)
+		return nil
+	})
+	ctrd := component.Build(containerdName, func() (component.Component, error) {
+		return n.containerd(binDir.Get(), backend.Get())
+	})
+	images := component.Build(imagesName, func() (component.Component, error) {
+		return &systemImages{
+			address: containerd.DefaultAddress,
+			binDir:  binDir.Get(),
+			dir:     &containerd.ImageDir{Dir: l.ImagesDir, Address: containerd.DefaultAddress},
+		}, nil
+	})
+	comps = append(comps,
+		component.Requiring(hostTask, runtimeAfter...),
+		component.Requiring(helpersTask, runtimeAfter...),
+		component.Requiring(ctrd, hostName, helpersName),
+		component.Requiring(images, containerdName),
+	)
+
+	kl := component.Build(kubeletName, func() (component.Component, error) {
+		c := creds.Get()
+		return &kubelet.Kubelet{
+			NodeName:        node.Name,
+			NodeIPs:         netIPs(node.IPs),
+			Labels:          node.Labels,
+			Taints:          node.Taints,
+			RootDir:         node.KubeletRootDir,
+			ConfigDir:       l.KubeletConfigDir,
+			DropInDir:       l.KubeletDropInDir,
+			StaticPodDir:    l.PodManifestsDir,
+			Kubeconfig:      c.KubeletKubeconfig,
+			ClientCA:        c.ClientCA,
+			ServingCert:     c.ServingCert,
+			ServingKey:      c.ServingKey,
+			RuntimeEndpoint: "unix://" + containerd.DefaultAddress,
+			ClusterDNS:      splitList(c.Cluster.ClusterDNS),
+			ClusterDomain:   c.Cluster.ClusterDomain,
+			ResolvConf:      kubelet.ResolvConf(l.KubeletConfigDir),
+			CgroupV2:        isCgroupV2(),
+			ExtraFlags:      node.KubeletFlags,
+			Debug:           node.Debug,
+		}, nil
+	})
+	fl := component.Build(flannelName, func() (component.Component, error) {
+		c := creds.Get()
+		var public net.IP
+		if node.ExternalIP.IsValid() {
+			public = net.IP(node.ExternalIP.AsSlice())
+		}
+		return &flannel.Flannel{Config: flannel.Config{
+			Kubeconfig:  c.KubeletKubeconfig,
+			NodeName:    node.Name,
+			Backend:     backend.Get(),
+			Iface:       node.FlannelIface,
+			NodeIP:      net.IP(node.IPs[0].AsSlice()),
+			PublicIP:    public,
+			ClusterCIDR: c.Cluster.ClusterCIDR,
+			ConfDir:     l.FlannelConfigDir,
+			RunDir:      paths.Run.FlannelDir,
+			CNIConfDir:  l.CNIConfDir,
+			IPAMDir:     l.CNIIPAMDir,
+		}}, nil
+	})
+	proxy := component.Build("kube-proxy", func() (component.Component, error) {
+		c := creds.Get()
+		return &kubelet.Proxy{
+			NodeName:    node.Name,
+			Kubeconfig:  c.KubeProxyKubeconfig,
+			ClusterCIDR: c.Cluster.ClusterCIDR,
+			ExtraFlags:  node.KubeProxyFlags,
+			Debug:       node.Debug,
+		}, nil
+	})
+	discovery := component.Build("server-discovery", func() (component.Component, error) {
+		return balancer.discovery(creds.Get().KubeProxyKubeconfig), nil
+	})
+	return append(comps,
+		component.Requiring(kl, append([]string{joinName, imagesName}, n.KubeletAfter...)...),
+		component.Requiring(fl, kubeletName),
+		component.Requiring(proxy, flannelName),
+		component.Requiring(discovery, joinName),
+	)
 }
 
-// components prepares what every piece needs (host settings, helper
-// binaries, credentials) and returns the pieces in start order.
-func (a *Agent) components(ctx context.Context) ([]component.Component, error) {
-	cfg := a.Config
-	paths := layout.New(cfg.DataDir)
+// containerd is the node's containerd, with the CNI the pod network
+// backend calls for.
+func (n *Node) containerd(binDir, backend string) (*containerd.Process, error) {
+	node := &n.Config.Node
+	l := node.Paths.Agent
+	cniBinDirs, cniConfDir := []string{binDir}, l.CNIConfDir
+	if backend == flannel.BackendNone {
+		// Stock CNIs install their plugins and config in the host's
+		// standard dirs, their own versions of the common plugins first;
+		// the bundled ones (loopback, portmap, bandwidth...) stay behind
+		// them for configs that name them.
+		cniBinDirs, cniConfDir = []string{layout.HostCNIBinDir, binDir}, layout.HostCNIConfDir
+		if err := os.MkdirAll(cniConfDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s for the CNI you bring (--flannel-backend none): %w", cniConfDir, err)
+		}
+	}
+	return &containerd.Process{Config: containerd.Config{
+		RootDir:        l.ContainerdDir,
+		StateDir:       node.Paths.Run.ContainerdDir,
+		ConfigDir:      l.ContainerdConfigDir,
+		Address:        containerd.DefaultAddress,
+		BinDir:         binDir,
+		CNIBinDirs:     cniBinDirs,
+		CNIConfDir:     cniConfDir,
+		SandboxImage:   PauseImage,
+		Snapshotter:    node.Snapshotter,
+		RegistriesFile: node.RegistriesFile,
+		LogFile:        l.ContainerdLog,
+		Debug:          node.Debug,
+	}}, nil
+}
+
+// prepareHost makes the node's dirs and the host settings the pod network
+// relies on, and checks the host tools kube-proxy and flannel call.
+func prepareHost(paths layout.Layout, backend, proxyMode string) error {
 	l := paths.Agent
 	for _, dir := range []string{l.Dir, l.EtcDir, l.CredDir, l.CNIDataDir, l.KubeletDropInDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create %s: %w", dir, err)
+			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-
-	var comps []component.Component
-	var balancer *serverBalancer
-	var err error
-	apiURL := cfg.ServerURL
-	if cfg.LoadBalancerAddress != "" {
-		if balancer, err = newServerBalancer(cfg.LoadBalancerAddress, cfg.ServerURL); err != nil {
-			return nil, err
-		}
-		apiURL = balancer.URL()
-		comps = append(comps, balancer)
+	if err := os.MkdirAll(l.ImagesDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", l.ImagesDir, err)
 	}
-	creds, err := join.Join(ctx, join.Options{
-		ServerURL: cfg.ServerURL,
-		Token:     cfg.Token,
-		NodeName:  cfg.NodeName,
-		NodeIPs:   append(slices.Clone(cfg.NodeIPs), externalIPs(cfg.NodeExternalIP)...),
-		Dir:       l.CredDir,
-		// The password outlives re-issued credentials; keep it beside them.
-		PasswordFile: l.NodePasswordFile,
-		APIServerURL: apiURL,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("join %s: %w", cfg.ServerURL, err)
+	// Before containerd mounts anything: volumes with Bidirectional
+	// propagation need a shared root mount, and many container images and
+	// minimal systems leave / private.
+	if err := unix.Mount("", "/", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make / a shared mount (mount --make-rshared /): %w; skiff needs to run as root", err)
 	}
-	// The pod network backend is a cluster-wide choice made on the server.
-	backend := cfg.FlannelBackend
-	if backend == "" {
-		backend = creds.Cluster.FlannelBackend
-	}
-	if backend == "" {
-		backend = config.DefaultFlannelBackend
-	}
-	if err := prepareHost(backend, cfg.KubeProxyMode()); err != nil {
-		return nil, err
-	}
-
-	runtime := a.Runtime
-	if runtime == nil {
-		runtime = NewRuntime(cfg, backend)
-		comps = append(comps, runtime)
-	}
-
-	cgroupV2 := isCgroupV2()
-	kl := &kubelet.Kubelet{
-		NodeName:        cfg.NodeName,
-		NodeIPs:         cfg.NodeIPs,
-		Labels:          cfg.NodeLabels,
-		Taints:          cfg.NodeTaints,
-		RootDir:         cfg.KubeletRootDir(),
-		ConfigDir:       l.KubeletConfigDir,
-		DropInDir:       l.KubeletDropInDir,
-		StaticPodDir:    l.PodManifestsDir,
-		Kubeconfig:      creds.KubeletKubeconfig,
-		ClientCA:        creds.ClientCA,
-		ServingCert:     creds.ServingCert,
-		ServingKey:      creds.ServingKey,
-		RuntimeEndpoint: "unix://" + containerd.DefaultAddress,
-		ClusterDNS:      splitList(creds.Cluster.ClusterDNS),
-		ClusterDomain:   creds.Cluster.ClusterDomain,
-		ResolvConf:      kubelet.ResolvConf(l.KubeletConfigDir),
-		CgroupV2:        cgroupV2,
-		ExtraArgs:       cfg.ExtraKubeletArgs,
-		Debug:           cfg.Debug,
-	}
-
-	fl := &flannel.Flannel{Config: flannel.Config{
-		Kubeconfig:  creds.KubeletKubeconfig,
-		NodeName:    cfg.NodeName,
-		Backend:     backend,
-		Iface:       cfg.FlannelIface,
-		NodeIP:      cfg.NodeIPs[0],
-		PublicIP:    net.ParseIP(cfg.NodeExternalIP),
-		ClusterCIDR: creds.Cluster.ClusterCIDR,
-		ConfDir:     l.FlannelConfigDir,
-		RunDir:      paths.Run.FlannelDir,
-		CNIConfDir:  l.CNIConfDir,
-		IPAMDir:     l.CNIIPAMDir,
-	}}
-	proxy := &kubelet.Proxy{
-		NodeName:    cfg.NodeName,
-		Kubeconfig:  creds.KubeProxyKubeconfig,
-		ClusterCIDR: creds.Cluster.ClusterCIDR,
-		ExtraArgs:   cfg.ExtraKubeProxyArgs,
-		Debug:       cfg.Debug,
-	}
-	if balancer != nil {
-		balancer.kubeconfig = creds.KubeProxyKubeconfig
-	}
-	return append(comps, afterRuntime{runtime, kl}, fl, proxy), nil
-}
-
-// prepareHost makes the host settings the pod network relies on, and checks
-// the host tools kube-proxy and flannel call. (The shared root mount the
-// kubelet needs is the runtime's, made before containerd starts.)
-func prepareHost(backend, proxyMode string) error {
 	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found in PATH: kube-proxy and the pod network need it; install the iptables package (apt-get install iptables)", tool)
@@ -200,11 +297,11 @@ func splitList(s string) []string {
 	return out
 }
 
-// externalIPs is the --node-external-ip address as a list, for the kubelet's
-// serving certificate.
-func externalIPs(s string) []net.IP {
-	if ip := net.ParseIP(s); ip != nil {
-		return []net.IP{ip}
+// netIPs converts addresses for the packages that take net.IP.
+func netIPs(addrs []netip.Addr) []net.IP {
+	out := make([]net.IP, len(addrs))
+	for i, a := range addrs {
+		out[i] = net.IP(a.AsSlice())
 	}
-	return nil
+	return out
 }

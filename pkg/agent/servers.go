@@ -14,40 +14,36 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-io/skiff/pkg/agent/loadbalancer"
+	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
-// serverBalancer runs the client-side load balancer and keeps its server
-// list current from the `kubernetes` Service's endpoints, which list every
-// apiserver of the cluster.
+// serverBalancer runs the client-side load balancer in front of every
+// apiserver of the cluster; its discovery component keeps the server list
+// current from the `kubernetes` Service's endpoints.
 type serverBalancer struct {
-	lb         *loadbalancer.LoadBalancer
-	joined     string // host:port of --server, always kept as a fallback
-	kubeconfig string // read access to EndpointSlices (kube-proxy's)
+	address   string // where the node's components connect, on loopback
+	serverURL string // --server, always kept as a fallback
+	lb        *loadbalancer.LoadBalancer
 }
 
-func newServerBalancer(address, serverURL string) (*serverBalancer, error) {
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		return nil, fmt.Errorf("invalid server URL %q: %w", serverURL, err)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "443")
-	}
-	lb, err := loadbalancer.New(address, []string{host})
-	if err != nil {
-		return nil, err
-	}
-	return &serverBalancer{lb: lb, joined: host}, nil
+func newServerBalancer(address, serverURL string) *serverBalancer {
+	return &serverBalancer{address: address, serverURL: serverURL}
 }
 
 // URL is what the node's components use as the apiserver address.
-func (s *serverBalancer) URL() string { return "https://" + s.lb.Address() }
+func (s *serverBalancer) URL() string { return "https://" + s.address }
 
 func (s *serverBalancer) Name() string { return "load-balancer" }
 
 func (s *serverBalancer) Start(ctx context.Context) (<-chan error, error) {
+	joined, err := s.joined()
+	if err != nil {
+		return nil, err
+	}
+	if s.lb, err = loadbalancer.New(s.address, []string{joined}); err != nil {
+		return nil, err
+	}
 	done := make(chan error, 1)
 	go func() {
 		if err := s.lb.Run(ctx); err != nil {
@@ -55,37 +51,61 @@ func (s *serverBalancer) Start(ctx context.Context) (<-chan error, error) {
 		}
 		close(done)
 	}()
-	go s.follow(ctx)
 	return done, nil
 }
 
-// follow refreshes the server list until ctx ends; credentials exist only
-// after the join, so it waits for the kubeconfig to be set.
-func (s *serverBalancer) follow(ctx context.Context) {
-	var client kubernetes.Interface
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(30 * time.Second):
-		}
-		if client == nil && s.kubeconfig != "" {
-			var err error
-			if client, err = kubeclient.New(s.kubeconfig); err != nil {
-				logrus.Warnf("load balancer: client for server discovery: %v", err)
+// joined is host:port of --server.
+func (s *serverBalancer) joined() (string, error) {
+	u, err := url.Parse(s.serverURL)
+	if err != nil {
+		return "", fmt.Errorf("invalid server URL %q: %w", s.serverURL, err)
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "443"), nil
+	}
+	return u.Host, nil
+}
+
+// discovery refreshes the balancer's server list every 30 s, reading the
+// EndpointSlices with kubeconfig's credentials (kube-proxy's).
+func (s *serverBalancer) discovery(kubeconfig string) component.Component {
+	return &serverDiscovery{balancer: s, kubeconfig: kubeconfig}
+}
+
+type serverDiscovery struct {
+	balancer   *serverBalancer
+	kubeconfig string
+}
+
+func (d *serverDiscovery) Name() string { return "server-discovery" }
+
+func (d *serverDiscovery) Start(ctx context.Context) (<-chan error, error) {
+	client, err := kubeclient.New(d.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("client for server discovery: %w", err)
+	}
+	joined, err := d.balancer.joined()
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(30 * time.Second):
+			}
+			servers, err := apiServers(ctx, client)
+			if err != nil {
+				logrus.Debugf("load balancer: list apiservers: %v", err)
 				continue
 			}
+			d.balancer.lb.SetServers(append(servers, joined))
 		}
-		if client == nil {
-			continue
-		}
-		servers, err := apiServers(ctx, client)
-		if err != nil {
-			logrus.Debugf("load balancer: list apiservers: %v", err)
-			continue
-		}
-		s.lb.SetServers(append(servers, s.joined))
-	}
+	}()
+	return done, nil
 }
 
 // apiServers returns host:port of every ready apiserver endpoint.

@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 
 	"github.com/urfave/cli/v2"
@@ -67,7 +66,11 @@ func agentCommand(a Actions) *cli.Command {
 			if c.Args().Present() {
 				return inCommand(name, fmt.Errorf("unexpected argument %q; agent takes only flags", c.Args().First()))
 			}
-			cfg, err := agentConfig(c)
+			opts, err := agentConfig(c)
+			if err != nil {
+				return inCommand(name, err)
+			}
+			cfg, err := opts.Complete()
 			if err != nil {
 				return inCommand(name, err)
 			}
@@ -79,27 +82,13 @@ func agentCommand(a Actions) *cli.Command {
 	})
 }
 
-// agentConfig copies the merged flag values into a validated config.Agent.
+// agentConfig copies the merged flag values into config.Agent options.
 func agentConfig(c *cli.Context) (*config.Agent, error) {
-	server := c.String(flagServer)
-	if server == "" {
-		return nil, errors.New("no server to join: pass --server https://SERVER:6443 (or set SKIFF_URL)")
-	}
-	if u, err := url.Parse(server); err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("invalid --server %q; use the form https://SERVER:6443", server)
-	}
 	token, err := joinToken(c)
 	if err != nil {
 		return nil, err
 	}
-	if token == "" {
-		return nil, errors.New("no join token: pass --token (or set SKIFF_TOKEN); print it on the server with \"skiff token\"")
-	}
-	nodeIPs, err := config.AgentFields(c.String(flagDataDir), c.String(flagNodeIP))
-	if err != nil {
-		return nil, err
-	}
-	cfg := &config.Agent{
+	return &config.Agent{
 		Node: config.Node{
 			NodeLabels:         splitCommas(c.StringSlice(flagNodeLabel)),
 			NodeTaints:         splitCommas(c.StringSlice(flagNodeTaint)),
@@ -111,14 +100,10 @@ func agentConfig(c *cli.Context) (*config.Agent, error) {
 			RegistriesFile:     c.String(flagRegistries),
 		},
 		DataDir:   c.String(flagDataDir),
-		ServerURL: server,
+		ServerURL: c.String(flagServer),
 		Token:     token,
 		NodeName:  c.String(flagNodeName),
-		NodeIPs:   nodeIPs,
+		NodeIP:    c.String(flagNodeIP),
 		Debug:     c.Bool(flagDebug),
-	}
-	if err := cfg.ValidateNode(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	}, nil
 }

@@ -1,8 +1,7 @@
 package cli
 
 import (
-	"net"
-	"reflect"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -17,20 +16,13 @@ func TestAgentFromEnvironmentAndFlags(t *testing.T) {
 	if r.code != 0 || r.rec.agentCfg == nil {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	want := &config.Agent{
-		Node: config.Node{
-			NodeLabels:       []string{"disktype=hdd"},
-			ExtraKubeletArgs: []string{"max-pods=20"},
-			NodeExternalIP:   "203.0.113.9",
-			RegistriesFile:   config.DefaultRegistriesFile,
-		},
-		DataDir:   config.DefaultDataDir,
-		ServerURL: "https://10.0.0.1:6443",
-		Token:     "K10abc::server:secret",
-		NodeIPs:   []net.IP{net.ParseIP("10.0.0.2").To4()},
-	}
-	if !reflect.DeepEqual(r.rec.agentCfg, want) {
-		t.Errorf("config = %+v\nwant %+v", r.rec.agentCfg, want)
+	c := r.rec.agentCfg
+	got := fmt.Sprintf("%q %q %s %s %s %s %s %v %s", c.Node.Labels, c.Node.KubeletFlags, c.Node.ExternalIP, c.Node.RegistriesFile,
+		c.Node.Paths.DataDir, c.ServerURL, c.Token, c.Node.IPs, c.LoadBalancerAddress)
+	want := fmt.Sprintf(`["disktype=hdd"] ["--max-pods=20"] 203.0.113.9 %s %s https://10.0.0.1:6443 K10abc::server:secret [10.0.0.2] %s`,
+		config.DefaultRegistriesFile, config.DefaultDataDir, config.DefaultLoadBalancerAddress)
+	if got != want {
+		t.Errorf("config = %s\nwant %s", got, want)
 	}
 }
 

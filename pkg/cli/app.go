@@ -21,8 +21,8 @@ const appName = "skiff"
 // Actions are the entry points the CLI hands control to; cmd/skiff wires the
 // real ones, tests pass recorders.
 type Actions struct {
-	Server func(ctx context.Context, cfg *config.Server) error
-	Agent  func(ctx context.Context, cfg *config.Agent) error
+	Server func(ctx context.Context, cfg *config.CompletedServer) error
+	Agent  func(ctx context.Context, cfg *config.CompletedAgent) error
 	Token  func(ctx context.Context, req *config.TokenRequest) error
 	// Kubectl runs kubectl with everything after "kubectl", unparsed; the
 	// local settings say which kubeconfig is this host's.

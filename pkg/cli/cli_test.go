@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,22 +17,22 @@ import (
 // recorder stands in for cmd/skiff's entry points.
 type recorder struct {
 	serverCalls int
-	cfg         *config.Server
+	cfg         *config.CompletedServer
 	ctx         context.Context
 	kubectlArgs []string
 	kubectlRan  bool
 	local       Local
-	agentCfg    *config.Agent
+	agentCfg    *config.CompletedAgent
 }
 
 func (r *recorder) actions() Actions {
 	return Actions{
-		Server: func(ctx context.Context, cfg *config.Server) error {
+		Server: func(ctx context.Context, cfg *config.CompletedServer) error {
 			r.serverCalls++
 			r.ctx, r.cfg = ctx, cfg
 			return nil
 		},
-		Agent: func(_ context.Context, cfg *config.Agent) error {
+		Agent: func(_ context.Context, cfg *config.CompletedAgent) error {
 			r.agentCfg = cfg
 			return nil
 		},
@@ -80,7 +81,7 @@ func writeFile(t *testing.T, name, content string) string {
 	return path
 }
 
-func mustSucceed(t *testing.T, r result) *config.Server {
+func mustSucceed(t *testing.T, r result) *config.CompletedServer {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("exit code %d, stderr: %s", r.code, r.stderr)
@@ -97,24 +98,29 @@ func TestServerDefaults(t *testing.T) {
 		t.Skipf("%s exists on this machine and would change the defaults", config.DefaultConfigFile)
 	}
 	cfg := mustSucceed(t, run(t, "server"))
-	want := &config.Server{
-		DataDir:        config.DefaultDataDir,
-		BindAddress:    config.DefaultBindAddress,
-		HTTPSPort:      config.DefaultHTTPSPort,
-		ClusterCIDR:    config.DefaultClusterCIDR,
-		ServiceCIDR:    config.DefaultServiceCIDR,
-		ClusterDNS:     config.DefaultClusterDNS,
-		ClusterDomain:  config.DefaultClusterDomain,
-		KubeconfigPath: config.DefaultKubeconfig,
-		KubeconfigMode: config.DefaultKubeconfigMode,
-		Node: config.Node{
-			FlannelBackend: config.DefaultFlannelBackend,
-			RegistriesFile: config.DefaultRegistriesFile,
-		},
+	got := fmt.Sprintf("%s %s %d %s %s %s %s %s %s %o %s %s",
+		cfg.Paths.DataDir, cfg.BindAddress, cfg.HTTPSPort, cfg.Cluster.ClusterCIDRList(), cfg.Cluster.ServiceCIDRList(),
+		cfg.Cluster.ClusterDNS, cfg.Cluster.ClusterDomain, cfg.Cluster.APIServiceIP, cfg.KubeconfigPath, cfg.KubeconfigMode,
+		cfg.FlannelBackend, cfg.LocalStoragePath)
+	want := fmt.Sprintf("%s %s %d %s %s %s %s 10.43.0.1 %s 600 %s %s",
+		config.DefaultDataDir, config.DefaultBindAddress, config.DefaultHTTPSPort, config.DefaultClusterCIDR, config.DefaultServiceCIDR,
+		config.DefaultClusterDNS, config.DefaultClusterDomain, config.DefaultKubeconfig, config.DefaultFlannelBackend, cfg.Paths.StorageDir)
+	if got != want {
+		t.Errorf("config = %s\nwant %s", got, want)
 	}
-	if !reflect.DeepEqual(cfg, want) {
-		t.Errorf("config = %+v\nwant %+v", cfg, want)
+	if cfg.Node == nil || cfg.Node.RegistriesFile != config.DefaultRegistriesFile || cfg.Node.Name != cfg.NodeName || len(cfg.NodeIPs) == 0 {
+		t.Errorf("node = %+v", cfg.Node)
 	}
+}
+
+// sans lists the --tls-san values: names, then addresses.
+func sans(cfg *config.CompletedServer) []string {
+	var out []string
+	out = append(out, cfg.SANNames...)
+	for _, ip := range cfg.SANIPs {
+		out = append(out, ip.String())
+	}
+	return out
 }
 
 func TestServerPassesContext(t *testing.T) {
@@ -151,7 +157,6 @@ func TestServerAllFlags(t *testing.T) {
 		"-o", "/tmp/kubeconfig.yaml",
 		"--write-kubeconfig-mode", "644",
 		"--datastore-endpoint", "postgres://db/skiff",
-		"--disable-agent",
 		"--kube-apiserver-arg", "v=2",
 		"--kube-controller-manager-arg", "node-monitor-period=2s",
 		"--kube-scheduler-arg", "v=4",
@@ -165,40 +170,24 @@ func TestServerAllFlags(t *testing.T) {
 		"--snapshotter", "native",
 		"--registries", "/srv/registries.yaml",
 	))
-	want := &config.Server{
-		DataDir:                    "/srv/skiff",
-		BindAddress:                "127.0.0.1",
-		HTTPSPort:                  7443,
-		AdvertiseAddress:           "192.168.1.10",
-		NodeIP:                     "192.168.1.10,fd00::10",
-		NodeName:                   "n1",
-		TLSSANs:                    []string{"a.example.com", "b.example.com", "10.0.0.1"},
-		ClusterCIDR:                "10.52.0.0/16",
-		ServiceCIDR:                "10.53.0.0/16",
-		ClusterDNS:                 "10.53.0.10",
-		ClusterDomain:              "example.internal",
-		Token:                      "secret",
-		KubeconfigPath:             "/tmp/kubeconfig.yaml",
-		KubeconfigMode:             "644",
-		DatastoreEndpoint:          "postgres://db/skiff",
-		DisableAgent:               true,
-		ExtraAPIServerArgs:         []string{"v=2"},
-		ExtraControllerManagerArgs: []string{"node-monitor-period=2s"},
-		ExtraSchedulerArgs:         []string{"v=4"},
-		Debug:                      true,
-		Node: config.Node{
-			NodeLabels:         []string{"disktype=ssd", "zone=a"},
-			NodeTaints:         []string{"dedicated=db:NoSchedule"},
-			ExtraKubeletArgs:   []string{"max-pods=50"},
-			ExtraKubeProxyArgs: []string{"proxy-mode=nftables"},
-			FlannelBackend:     "host-gw",
-			FlannelIface:       "eth1",
-			Snapshotter:        "native",
-			RegistriesFile:     "/srv/registries.yaml",
-		},
+	got := fmt.Sprintf("%s %s %d %s %s %s %v %v %s %s %s %s %s %s %o %s %q %q %q %v",
+		cfg.Paths.DataDir, cfg.BindAddress, cfg.HTTPSPort, cfg.AdvertiseAddress, cfg.NodeName, cfg.NodeIPs, sans(cfg),
+		cfg.Cluster.ClusterCIDRList(), cfg.Cluster.ServiceCIDRList(), cfg.Cluster.ClusterDNS, cfg.Cluster.ClusterDomain,
+		cfg.Token, cfg.KubeconfigPath, cfg.DatastoreEndpoint, cfg.KubeconfigMode, cfg.FlannelBackend,
+		cfg.APIServerFlags, cfg.ControllerManagerFlags, cfg.SchedulerFlags, cfg.Debug)
+	want := `/srv/skiff 127.0.0.1 7443 192.168.1.10 n1 [192.168.1.10 fd00::10] [a.example.com b.example.com 10.0.0.1] ` +
+		`10.52.0.0/16 10.53.0.0/16 10.53.0.10 example.internal secret /tmp/kubeconfig.yaml postgres://db/skiff 644 host-gw ` +
+		`["--v=2"] ["--node-monitor-period=2s"] ["--v=4"] true`
+	if got != want {
+		t.Errorf("config = %s\nwant %s", got, want)
 	}
-	if !reflect.DeepEqual(cfg, want) {
-		t.Errorf("config = %+v\nwant %+v", cfg, want)
+	n := cfg.Node
+	got = fmt.Sprintf("%s %v %q %q %q %q %s %s %s %s %s %s", n.Name, n.IPs, n.Labels, n.Taints, n.KubeletFlags, n.KubeProxyFlags,
+		n.KubeProxyMode, n.FlannelBackend, n.FlannelIface, n.Snapshotter, n.RegistriesFile, n.Paths.DataDir)
+	want = `n1 [192.168.1.10 fd00::10] ["disktype=ssd" "zone=a"] ["dedicated=db:NoSchedule"] ["--max-pods=50"] ["--proxy-mode=nftables"] ` +
+		`nftables host-gw eth1 native /srv/registries.yaml /srv/skiff`
+	if got != want {
+		t.Errorf("node = %s\nwant %s", got, want)
 	}
 }
 
@@ -239,11 +228,11 @@ func TestPrecedence(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			cfg := mustSucceed(t, run(t, append(args, tt.flags...)...))
-			if cfg.ClusterDNS != tt.wantDNS {
-				t.Errorf("ClusterDNS = %q, want %q", cfg.ClusterDNS, tt.wantDNS)
+			if cfg.Cluster.ClusterDNS.String() != tt.wantDNS {
+				t.Errorf("ClusterDNS = %s, want %s", cfg.Cluster.ClusterDNS, tt.wantDNS)
 			}
-			if !reflect.DeepEqual(cfg.TLSSANs, tt.wantSAN) {
-				t.Errorf("TLSSANs = %q, want %q", cfg.TLSSANs, tt.wantSAN)
+			if !reflect.DeepEqual(sans(cfg), tt.wantSAN) {
+				t.Errorf("TLS SANs = %q, want %q", sans(cfg), tt.wantSAN)
 			}
 		})
 	}
@@ -253,8 +242,8 @@ func TestEnvDataDir(t *testing.T) {
 	isolate(t)
 	t.Setenv("SKIFF_DATA_DIR", "/srv/from-env")
 	cfg := mustSucceed(t, run(t, "server", "--config="))
-	if cfg.DataDir != "/srv/from-env" {
-		t.Errorf("DataDir = %q, want /srv/from-env", cfg.DataDir)
+	if cfg.Paths.DataDir != "/srv/from-env" {
+		t.Errorf("DataDir = %q, want /srv/from-env", cfg.Paths.DataDir)
 	}
 }
 
@@ -278,18 +267,18 @@ func TestConfigDropIns(t *testing.T) {
 	write(filepath.Join(dir, "config.yaml.d", "10-a.yaml"), "data-dir: /srv/a\ntls-san+: b.example\nnode-label: [zone=b]\n")
 	write(filepath.Join(dir, "config.yaml.d", "notes.txt"), "not: yaml: at all")
 	cfg := mustSucceed(t, run(t, "server", "-c", path))
-	if cfg.DataDir != "/srv/b" {
-		t.Errorf("DataDir = %q, want the last drop-in's", cfg.DataDir)
+	if cfg.Paths.DataDir != "/srv/b" {
+		t.Errorf("DataDir = %q, want the last drop-in's", cfg.Paths.DataDir)
 	}
-	if !reflect.DeepEqual(cfg.TLSSANs, []string{"a.example", "b.example", "c.example"}) {
-		t.Errorf("TLSSANs = %q, want config.yaml's with each drop-in's appended", cfg.TLSSANs)
+	if !reflect.DeepEqual(sans(cfg), []string{"a.example", "b.example", "c.example"}) {
+		t.Errorf("TLS SANs = %q, want config.yaml's with each drop-in's appended", sans(cfg))
 	}
-	if !reflect.DeepEqual(cfg.NodeLabels, []string{"zone=b"}) {
-		t.Errorf("NodeLabels = %q, want 10-a.yaml's to replace config.yaml's", cfg.NodeLabels)
+	if !reflect.DeepEqual(cfg.Node.Labels, []string{"zone=b"}) {
+		t.Errorf("node labels = %q, want 10-a.yaml's to replace config.yaml's", cfg.Node.Labels)
 	}
 	// A flag still wins over every file.
-	if cfg := mustSucceed(t, run(t, "server", "-c", path, "--data-dir", "/srv/flag")); cfg.DataDir != "/srv/flag" {
-		t.Errorf("DataDir = %q, want the flag's", cfg.DataDir)
+	if cfg := mustSucceed(t, run(t, "server", "-c", path, "--data-dir", "/srv/flag")); cfg.Paths.DataDir != "/srv/flag" {
+		t.Errorf("DataDir = %q, want the flag's", cfg.Paths.DataDir)
 	}
 
 	// Each drop-in is checked on its own, with its name and line.
@@ -320,21 +309,22 @@ kube-apiserver-arg:
 node-name:
 `)
 	cfg := mustSucceed(t, run(t, "server", "-c", path))
+	host, _ := os.Hostname()
 	switch {
-	case cfg.DataDir != "/srv/file":
-		t.Errorf("DataDir = %q", cfg.DataDir)
+	case cfg.Paths.DataDir != "/srv/file":
+		t.Errorf("DataDir = %q", cfg.Paths.DataDir)
 	case cfg.HTTPSPort != 7443:
 		t.Errorf("HTTPSPort = %d", cfg.HTTPSPort)
-	case !cfg.DisableAgent || !cfg.Debug:
-		t.Errorf("DisableAgent = %v, Debug = %v, want both true", cfg.DisableAgent, cfg.Debug)
-	case cfg.KubeconfigMode != "0644":
-		t.Errorf("KubeconfigMode = %q, want the text as written, 0644", cfg.KubeconfigMode)
-	case !reflect.DeepEqual(cfg.TLSSANs, []string{"single.example.com"}):
-		t.Errorf("TLSSANs = %q", cfg.TLSSANs)
-	case !reflect.DeepEqual(cfg.ExtraAPIServerArgs, []string{"enable-admission-plugins=NodeRestriction,PodSecurity", "v=2"}):
-		t.Errorf("ExtraAPIServerArgs = %q", cfg.ExtraAPIServerArgs)
-	case cfg.NodeName != "":
-		t.Errorf("NodeName = %q, want empty for a null value", cfg.NodeName)
+	case cfg.Node != nil || !cfg.Debug:
+		t.Errorf("node = %v, Debug = %v, want no node and debug", cfg.Node, cfg.Debug)
+	case cfg.KubeconfigMode != 0o644:
+		t.Errorf("KubeconfigMode = %o, want 0644", cfg.KubeconfigMode)
+	case !reflect.DeepEqual(sans(cfg), []string{"single.example.com"}):
+		t.Errorf("TLS SANs = %q", sans(cfg))
+	case !reflect.DeepEqual(cfg.APIServerFlags, []string{"--enable-admission-plugins=NodeRestriction,PodSecurity", "--v=2"}):
+		t.Errorf("apiserver flags = %q", cfg.APIServerFlags)
+	case cfg.NodeName != strings.ToLower(host):
+		t.Errorf("NodeName = %q, want the host name for a null value", cfg.NodeName)
 	}
 }
 
@@ -345,14 +335,14 @@ func TestPassthroughArgsKeepCommas(t *testing.T) {
 		"--kube-apiserver-arg=a=b,c",
 		"--kube-apiserver-arg", "enable-admission-plugins=A,B",
 		"--kube-controller-manager-arg=controllers=*,-foo"))
-	if want := []string{"a=b,c", "enable-admission-plugins=A,B"}; !reflect.DeepEqual(cfg.ExtraAPIServerArgs, want) {
-		t.Errorf("ExtraAPIServerArgs = %q, want %q", cfg.ExtraAPIServerArgs, want)
+	if want := []string{"--a=b,c", "--enable-admission-plugins=A,B"}; !reflect.DeepEqual(cfg.APIServerFlags, want) {
+		t.Errorf("apiserver flags = %q, want %q", cfg.APIServerFlags, want)
 	}
-	if want := []string{"controllers=*,-foo"}; !reflect.DeepEqual(cfg.ExtraControllerManagerArgs, want) {
-		t.Errorf("ExtraControllerManagerArgs = %q, want %q", cfg.ExtraControllerManagerArgs, want)
+	if want := []string{"--controllers=*,-foo"}; !reflect.DeepEqual(cfg.ControllerManagerFlags, want) {
+		t.Errorf("controller-manager flags = %q, want %q", cfg.ControllerManagerFlags, want)
 	}
-	if want := []string{"feature-gates=A=true,B=false"}; !reflect.DeepEqual(cfg.ExtraSchedulerArgs, want) {
-		t.Errorf("ExtraSchedulerArgs = %q, want %q", cfg.ExtraSchedulerArgs, want)
+	if want := []string{"--feature-gates=A=true,B=false"}; !reflect.DeepEqual(cfg.SchedulerFlags, want) {
+		t.Errorf("scheduler flags = %q, want %q", cfg.SchedulerFlags, want)
 	}
 }
 
@@ -464,7 +454,7 @@ func TestErrors(t *testing.T) {
 func TestServerActionError(t *testing.T) {
 	isolate(t)
 	var stdout, stderr bytes.Buffer
-	a := Actions{Server: func(context.Context, *config.Server) error { return errors.New("boom") }}
+	a := Actions{Server: func(context.Context, *config.CompletedServer) error { return errors.New("boom") }}
 	code := RunWithOutput(context.Background(), []string{"skiff", "server", "--config="}, a, &stdout, &stderr)
 	if code != 1 || stderr.String() != "skiff server: boom\n" {
 		t.Errorf("code %d, stderr %q; want 1 and \"skiff server: boom\"", code, stderr.String())

@@ -194,11 +194,12 @@ func serverCommand(a Actions) *cli.Command {
 			if c.Args().Present() {
 				return inCommand(name, fmt.Errorf("unexpected argument %q; server takes only flags", c.Args().First()))
 			}
-			cfg, err := serverConfig(c)
+			opts, err := serverConfig(c)
 			if err != nil {
 				return inCommand(name, err)
 			}
-			if err := cfg.Validate(); err != nil {
+			cfg, err := opts.Complete()
+			if err != nil {
 				return inCommand(name, err)
 			}
 			if a.Server == nil {

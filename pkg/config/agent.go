@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/skiff-io/skiff/pkg/layout"
@@ -38,8 +37,9 @@ type Node struct {
 	RegistriesFile string
 }
 
-// Agent is everything the node agent needs: where the server is, how to
-// prove membership, and who this node is.
+// Agent holds the options of `skiff agent` as the user gave them: where
+// the server is, how to prove membership, and who this node is. Complete
+// turns them into a CompletedAgent.
 type Agent struct {
 	Node
 
@@ -48,11 +48,13 @@ type Agent struct {
 	// Token is the join token as the user gave it (K10 form or bare secret).
 	Token    string
 	NodeName string
-	NodeIPs  []net.IP
-	Debug    bool
-	// LoadBalancerAddress, when set (host:port on loopback), puts the
-	// client-side load balancer between the node's components and the
-	// servers; the embedded agent of a server talks to it directly.
+	// NodeIP is --node-ip: one address, or an IPv4 and an IPv6 one
+	// separated by a comma; empty picks the default route's.
+	NodeIP string
+	Debug  bool
+	// LoadBalancerAddress (host:port on loopback) puts the client-side load
+	// balancer between the node's components and the servers; empty means
+	// DefaultLoadBalancerAddress.
 	LoadBalancerAddress string
 }
 
@@ -93,20 +95,14 @@ func (n *Node) ValidateNode() error {
 	return nil
 }
 
-// KubeletRootDir is the kubelet's root dir: DefaultKubeletRootDir unless
+// kubeletRootDir is the kubelet's root dir: DefaultKubeletRootDir unless
 // --kubelet-arg root-dir=DIR moves it (the last one wins, as for the
 // kubelet itself).
-func (n *Node) KubeletRootDir() string {
+func (n *Node) kubeletRootDir() string {
 	if dir := passthroughValue(n.ExtraKubeletArgs, "root-dir"); dir != "" {
 		return dir
 	}
 	return layout.DefaultKubeletRootDir
-}
-
-// KubeProxyMode is the mode --kube-proxy-arg proxy-mode= picks, "" for
-// kube-proxy's default (iptables).
-func (n *Node) KubeProxyMode() string {
-	return passthroughValue(n.ExtraKubeProxyArgs, "proxy-mode")
 }
 
 // passthroughValue finds the last key=value among a --*-arg flag's values.

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -78,62 +77,15 @@ func (s *Server) validateDisable() error {
 	return nil
 }
 
-// AgentFields checks the settings `skiff agent` shares with the server,
-// the data dir and --node-ip, and returns the node IPs parsed; errors are
-// reported together, as Validate's are.
-func AgentFields(dataDir, nodeIP string) ([]net.IP, error) {
-	var errs []error
-	if err := ValidateDataDir(dataDir); err != nil {
-		errs = append(errs, err)
-	}
-	if nodeIP != "" {
-		if err := validateNodeIPs(nodeIP); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return parseNodeIPs(nodeIP), nil
-}
-
-// KubeconfigFileMode returns KubeconfigMode as a file mode; it accepts the
-// octal forms people type for chmod, with or without the leading zero.
-func (s *Server) KubeconfigFileMode() (os.FileMode, error) {
-	mode, err := parseFileMode(s.KubeconfigMode)
-	if err != nil {
-		return 0, fmt.Errorf("invalid --write-kubeconfig-mode %q: %w", s.KubeconfigMode, err)
-	}
-	return mode, nil
-}
-
-// KubernetesServiceIP returns the first usable address of the primary service range,
-// which the API server claims for the "kubernetes" service and which must
-// therefore appear in its serving certificate.
-func (s *Server) KubernetesServiceIP() (first net.IP, err error) {
-	prefixes, err := parseCIDRList("--service-cidr", s.ServiceCIDR, DefaultServiceCIDR)
-	if err != nil {
-		return nil, err
-	}
-	addr, ok := firstUsable(prefixes[0])
-	if !ok {
-		return nil, fmt.Errorf("invalid --service-cidr %q: too small to hold any service address; use a larger range such as %s", s.ServiceCIDR, DefaultServiceCIDR)
-	}
-	return net.IP(addr.AsSlice()), nil
-}
-
-// NodeIPs returns the parsed NodeIP list, skipping entries that do not parse;
-// callers that need to know about bad entries run Validate first.
-func (s *Server) NodeIPs() []net.IP { return parseNodeIPs(s.NodeIP) }
-
-func parseNodeIPs(list string) []net.IP {
+// parseNodeIPs parses a --node-ip list that validateNodeIPs accepted.
+func parseNodeIPs(list string) []netip.Addr {
 	if strings.TrimSpace(list) == "" {
 		return nil
 	}
-	var ips []net.IP
+	var ips []netip.Addr
 	for _, part := range strings.Split(list, ",") {
 		if addr, ok := parseIP(strings.TrimSpace(part)); ok {
-			ips = append(ips, net.IP(addr.AsSlice()))
+			ips = append(ips, addr)
 		}
 	}
 	return ips
@@ -292,8 +244,10 @@ func (s *Server) validateClusterDomain() error {
 }
 
 func (s *Server) validateKubeconfigMode() error {
-	_, err := s.KubeconfigFileMode()
-	return err
+	if _, err := parseFileMode(s.KubeconfigMode); err != nil {
+		return fmt.Errorf("invalid --write-kubeconfig-mode %q: %w", s.KubeconfigMode, err)
+	}
+	return nil
 }
 
 func parseFileMode(text string) (os.FileMode, error) {

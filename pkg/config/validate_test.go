@@ -1,7 +1,7 @@
 package config
 
 import (
-	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -179,7 +179,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestKubeconfigFileMode(t *testing.T) {
+func TestKubeconfigMode(t *testing.T) {
 	tests := []struct {
 		in      string
 		want    os.FileMode
@@ -195,79 +195,122 @@ func TestKubeconfigFileMode(t *testing.T) {
 		{in: "-600", wantErr: true},
 	}
 	for _, tt := range tests {
-		s := &Server{KubeconfigMode: tt.in}
-		got, err := s.KubeconfigFileMode()
+		s := defaultServer()
+		s.NodeIP = "192.0.2.1"
+		s.KubeconfigMode = tt.in
+		got, err := s.Complete()
 		if (err != nil) != tt.wantErr {
-			t.Errorf("KubeconfigFileMode(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+			t.Errorf("mode %q: error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			continue
 		}
-		if got != tt.want {
-			t.Errorf("KubeconfigFileMode(%q) = %o, want %o", tt.in, got, tt.want)
+		if err != nil {
+			if !strings.Contains(err.Error(), "--write-kubeconfig-mode") {
+				t.Errorf("mode %q: error %q does not name the flag", tt.in, err)
+			}
+			continue
+		}
+		if got.KubeconfigMode != tt.want {
+			t.Errorf("mode %q = %o, want %o", tt.in, got.KubeconfigMode, tt.want)
 		}
 	}
 }
 
-func TestKubernetesServiceIP(t *testing.T) {
+func TestCompletedCluster(t *testing.T) {
 	tests := []struct {
-		cidr    string
-		want    string
-		wantErr bool
+		serviceCIDR, clusterCIDR, dns string
+		wantAPI                       string
+		wantServices, wantClusters    string
 	}{
-		{cidr: "10.43.0.0/16", want: "10.43.0.1"},
-		{cidr: "10.96.0.0/12", want: "10.96.0.1"},
-		{cidr: "fd00:43::/112,10.43.0.0/16", want: "fd00:43::1"},
-		{cidr: "10.43.0.0/16,fd00:43::/112", want: "10.43.0.1"},
-		{cidr: "bogus", wantErr: true},
-		{cidr: "", wantErr: true},
+		{"10.43.0.0/16", "10.42.0.0/16", "10.43.0.10", "10.43.0.1", "10.43.0.0/16", "10.42.0.0/16"},
+		{"10.96.0.0/12", "10.42.0.0/16", "10.96.0.10", "10.96.0.1", "10.96.0.0/12", "10.42.0.0/16"},
+		{"fd00:43::/112,10.43.0.0/16", "fd00:42::/56,10.42.0.0/16", "fd00:43::a", "fd00:43::1", "fd00:43::/112,10.43.0.0/16", "fd00:42::/56,10.42.0.0/16"},
+		{"10.43.0.0/16, fd00:43::/112", "10.42.0.0/16", "10.43.0.10", "10.43.0.1", "10.43.0.0/16,fd00:43::/112", "10.42.0.0/16"},
 	}
 	for _, tt := range tests {
-		s := &Server{ServiceCIDR: tt.cidr}
-		got, err := s.KubernetesServiceIP()
-		if (err != nil) != tt.wantErr {
-			t.Errorf("KubernetesServiceIP(%q) error = %v, wantErr %v", tt.cidr, err, tt.wantErr)
+		s := defaultServer()
+		s.NodeIP = "192.0.2.1"
+		s.ServiceCIDR, s.ClusterCIDR, s.ClusterDNS = tt.serviceCIDR, tt.clusterCIDR, tt.dns
+		c, err := s.Complete()
+		if err != nil {
+			t.Errorf("%s: %v", tt.serviceCIDR, err)
 			continue
 		}
-		if !tt.wantErr && !got.Equal(net.ParseIP(tt.want)) {
-			t.Errorf("KubernetesServiceIP(%q) = %v, want %v", tt.cidr, got, tt.want)
+		if c.Cluster.APIServiceIP.String() != tt.wantAPI || c.Cluster.ServiceCIDRList() != tt.wantServices ||
+			c.Cluster.ClusterCIDRList() != tt.wantClusters || c.Cluster.ClusterDNS.String() != tt.dns {
+			t.Errorf("%s: cluster = %+v", tt.serviceCIDR, c.Cluster)
 		}
 	}
 }
 
-func TestNodeIPs(t *testing.T) {
-	if got := (&Server{}).NodeIPs(); got != nil {
-		t.Errorf("NodeIPs() with no node IP = %v, want nil", got)
+func TestCompleteServer(t *testing.T) {
+	s := defaultServer()
+	s.NodeIP = "192.168.1.10, fd00::10"
+	s.NodeName = "Node-A"
+	s.TLSSANs = []string{"10.0.0.5", "skiff.example.com"}
+	s.ExtraAPIServerArgs = []string{"v=2"}
+	s.Node.ExtraKubeletArgs = []string{"v=2", "root-dir=/srv/a", "--root-dir=/srv/kubelet"}
+	s.Node.ExtraKubeProxyArgs = []string{"proxy-mode=nftables"}
+	s.Node.NodeExternalIP = "203.0.113.10"
+	c, err := s.Complete()
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := (&Server{NodeIP: "192.168.1.10, fd00::10"}).NodeIPs()
-	want := []net.IP{net.ParseIP("192.168.1.10"), net.ParseIP("fd00::10")}
-	if len(got) != len(want) {
-		t.Fatalf("NodeIPs() = %v, want %v", got, want)
+	if c.NodeName != "node-a" || len(c.NodeIPs) != 2 || c.NodeIPs[0] != netip.MustParseAddr("192.168.1.10") || c.NodeIPs[1] != netip.MustParseAddr("fd00::10") {
+		t.Errorf("identity: %q %v", c.NodeName, c.NodeIPs)
 	}
-	for i := range want {
-		if !got[i].Equal(want[i]) {
-			t.Errorf("NodeIPs()[%d] = %v, want %v", i, got[i], want[i])
+	if c.AdvertiseAddress != c.NodeIPs[0] {
+		t.Errorf("advertise address %v, want the first node IP", c.AdvertiseAddress)
+	}
+	if len(c.SANIPs) != 1 || c.SANIPs[0].String() != "10.0.0.5" || len(c.SANNames) != 1 || c.SANNames[0] != "skiff.example.com" {
+		t.Errorf("SANs: %v %v", c.SANIPs, c.SANNames)
+	}
+	if c.FlannelBackend != DefaultFlannelBackend || c.LocalStoragePath != c.Paths.StorageDir || c.Paths.DataDir != DefaultDataDir {
+		t.Errorf("defaults: %q %q %q", c.FlannelBackend, c.LocalStoragePath, c.Paths.DataDir)
+	}
+	if len(c.APIServerFlags) != 1 || c.APIServerFlags[0] != "--v=2" {
+		t.Errorf("apiserver flags %q", c.APIServerFlags)
+	}
+	n := c.Node
+	if n == nil {
+		t.Fatal("no node although the agent is enabled")
+	}
+	// The last root-dir wins, as for the kubelet itself.
+	if n.KubeletRootDir != "/srv/kubelet" || n.KubeProxyMode != "nftables" || n.Name != "node-a" || n.FlannelBackend != DefaultFlannelBackend {
+		t.Errorf("node: %+v", n)
+	}
+	if ips := n.CertificateIPs(); len(ips) != 3 || ips[2].String() != "203.0.113.10" {
+		t.Errorf("certificate IPs %v", ips)
+	}
+
+	s.DisableAgent = true
+	s.AdvertiseAddress = "192.0.2.7"
+	c, err = s.Complete()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node != nil || c.AdvertiseAddress.String() != "192.0.2.7" {
+		t.Errorf("--disable-agent: node %v, advertise %v", c.Node, c.AdvertiseAddress)
+	}
+}
+
+func TestNodeDefaults(t *testing.T) {
+	c, err := (&Agent{DataDir: DefaultDataDir, ServerURL: "https://192.0.2.1:6443", Token: "secret", NodeIP: "192.0.2.5", NodeName: "a"}).Complete()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node.KubeletRootDir != "/var/lib/kubelet" || c.Node.KubeProxyMode != "" || c.Node.FlannelBackend != "" || c.LoadBalancerAddress != DefaultLoadBalancerAddress {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestCompleteAgentReportsEveryProblem(t *testing.T) {
+	_, err := (&Agent{DataDir: "relative", NodeIP: "nope", ServerURL: "http://x", Node: Node{FlannelBackend: "ipip"}}).Complete()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"--data-dir", "--node-ip", "--server", "no join token", "--flannel-backend"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
 		}
-	}
-}
-
-func TestSettingsFromPassthroughArgs(t *testing.T) {
-	n := &Node{}
-	if n.KubeletRootDir() != "/var/lib/kubelet" || n.KubeProxyMode() != "" {
-		t.Fatalf("defaults: %q %q", n.KubeletRootDir(), n.KubeProxyMode())
-	}
-	n.ExtraKubeletArgs = []string{"v=2", "root-dir=/srv/a", "--root-dir=/srv/kubelet"}
-	n.ExtraKubeProxyArgs = []string{"proxy-mode=nftables"}
-	if n.KubeletRootDir() != "/srv/kubelet" || n.KubeProxyMode() != "nftables" {
-		t.Fatalf("from the args (the last wins): %q %q", n.KubeletRootDir(), n.KubeProxyMode())
-	}
-}
-
-func TestAgentFields(t *testing.T) {
-	ips, err := AgentFields("/var/lib/skiff", "192.0.2.5,fd00::5")
-	if err != nil || len(ips) != 2 || ips[0].String() != "192.0.2.5" {
-		t.Fatalf("%v %v", ips, err)
-	}
-	_, err = AgentFields("relative", "nope")
-	if err == nil || !strings.Contains(err.Error(), "--data-dir") || !strings.Contains(err.Error(), "--node-ip") {
-		t.Fatalf("both problems at once: %v", err)
 	}
 }

@@ -6,13 +6,11 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/skiff-io/skiff/manifests"
 	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/deploy"
-	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/pki"
 )
 
@@ -27,14 +25,14 @@ const (
 )
 
 // bundledAddons renders the addons skiff ships for this cluster.
-func bundledAddons(cfg *config.Server, paths layout.Layout, certs *pki.ServerPKI) ([]deploy.Bundled, error) {
+func bundledAddons(cfg *config.CompletedServer, certs *pki.ServerPKI) ([]deploy.Bundled, error) {
 	images, err := agent.SystemImages()
 	if err != nil {
 		return nil, err
 	}
 	values := manifests.Values{
-		ClusterDNS:         strings.TrimSpace(strings.Split(cfg.ClusterDNS, ",")[0]),
-		ClusterDomain:      cfg.ClusterDomain,
+		ClusterDNS:         cfg.Cluster.ClusterDNS.String(),
+		ClusterDomain:      cfg.Cluster.ClusterDomain,
 		CoreDNSImage:       images.CoreDNS,
 		IngressImage:       images.Ingress,
 		LocalPathImage:     images.LocalPath,
@@ -42,9 +40,6 @@ func bundledAddons(cfg *config.Server, paths layout.Layout, certs *pki.ServerPKI
 		ServiceLBImage:     images.ServiceLB,
 		StoragePath:        cfg.LocalStoragePath,
 		ReservedPorts:      reservedPorts(cfg),
-	}
-	if values.StoragePath == "" {
-		values.StoragePath = paths.StorageDir
 	}
 	// The manifest carries these in base64, as Secrets, ConfigMaps'
 	// binaryData and APIServices take them.
@@ -76,7 +71,7 @@ func bundledAddons(cfg *config.Server, paths layout.Layout, certs *pki.ServerPKI
 
 // reservedPorts are the node ports ServiceLB refuses to a LoadBalancer
 // Service, as PORT/PROTOCOL=what uses it.
-func reservedPorts(cfg *config.Server) []string {
+func reservedPorts(cfg *config.CompletedServer) []string {
 	ports := []string{
 		strconv.Itoa(cfg.HTTPSPort) + "/TCP=the Skiff API server",
 		strconv.Itoa(kubeletPort) + "/TCP=the kubelet",

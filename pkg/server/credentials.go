@@ -15,7 +15,7 @@ type kubeconfigPaths struct {
 // writeKubeconfigs writes the components' kubeconfigs (referencing the
 // cert files) and the user's admin kubeconfig (self-contained, so it can be
 // copied to another machine).
-func writeKubeconfigs(cfg *config.Server, l layout.Server, p *pki.ServerPKI, server string) (kubeconfigPaths, error) {
+func writeKubeconfigs(cfg *config.CompletedServer, l layout.Server, p *pki.ServerPKI, server string) (kubeconfigPaths, error) {
 	paths := kubeconfigPaths{
 		controllerManager: l.ControllerManagerKubeconfig,
 		scheduler:         l.SchedulerKubeconfig,
@@ -36,12 +36,8 @@ func writeKubeconfigs(cfg *config.Server, l layout.Server, p *pki.ServerPKI, ser
 		}
 	}
 
-	mode, err := cfg.KubeconfigFileMode()
-	if err != nil {
-		return paths, err
-	}
 	user := pki.Kubeconfig{Server: server, CACert: p.ServerCACert, CertFile: p.AdminCert, KeyFile: p.AdminKey, Embed: true}
-	if err := pki.WriteKubeconfig(cfg.KubeconfigPath, user, mode); err != nil {
+	if err := pki.WriteKubeconfig(cfg.KubeconfigPath, user, cfg.KubeconfigMode); err != nil {
 		return paths, fmt.Errorf("write kubeconfig %s: %w; pass --write-kubeconfig with a path you can write", cfg.KubeconfigPath, err)
 	}
 	return paths, nil

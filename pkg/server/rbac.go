@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
 
@@ -20,18 +21,18 @@ import (
 // tunnel endpoints from them, which the node authorizer alone refuses.
 const nodeReaderRole = "skiff:node-reader"
 
-// clusterRoles is a component that puts skiff's own RBAC objects in place
-// once the apiserver serves, before any node joins.
-type clusterRoles struct {
-	kubeconfig string
+// clusterRoles is one-shot work that puts skiff's own RBAC objects in
+// place once the apiserver serves, before any node joins.
+func clusterRoles(kubeconfig string) component.Component {
+	return component.Task("cluster-roles", func(ctx context.Context) error {
+		return applyClusterRoles(ctx, kubeconfig)
+	})
 }
 
-func (c *clusterRoles) Name() string { return "cluster-roles" }
-
-func (c *clusterRoles) Start(ctx context.Context) (<-chan error, error) {
-	client, err := kubeclient.New(c.kubeconfig)
+func applyClusterRoles(ctx context.Context, kubeconfig string) error {
+	client, err := kubeclient.New(kubeconfig)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeReaderRole, Labels: map[string]string{"app.kubernetes.io/managed-by": "skiff"}},
@@ -56,14 +57,9 @@ func (c *clusterRoles) Start(ctx context.Context) (<-chan error, error) {
 		return true, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create RBAC role %s: %w", nodeReaderRole, err)
+		return fmt.Errorf("create RBAC role %s: %w", nodeReaderRole, err)
 	}
-	done := make(chan error)
-	go func() {
-		<-ctx.Done()
-		close(done)
-	}()
-	return done, nil
+	return nil
 }
 
 func applyRole(ctx context.Context, client kubernetes.Interface, role *rbacv1.ClusterRole, binding *rbacv1.ClusterRoleBinding) error {

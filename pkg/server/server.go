@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,10 +34,10 @@ import (
 )
 
 // Run runs a skiff server until ctx is cancelled.
-func Run(ctx context.Context, cfg *config.Server) error {
+func Run(ctx context.Context, cfg *config.CompletedServer) error {
 	agent.SetupLogging(cfg.Debug)
 
-	paths := layout.New(cfg.DataDir)
+	paths := cfg.Paths
 	l := paths.Server
 	if err := prepareDataDir(l); err != nil {
 		return err
@@ -45,17 +45,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err := checkPortFree(cfg.BindAddress, cfg.HTTPSPort); err != nil {
 		return err
 	}
-	nodeName, err := agent.NodeName(cfg.NodeName)
-	if err != nil {
-		return err
-	}
-	nodeIPs := agent.NodeIPs(cfg.NodeIPs())
-	serviceIP, err := cfg.KubernetesServiceIP()
-	if err != nil {
-		return err
-	}
 
-	sans := serverSANs(cfg, nodeName, nodeIPs, serviceIP)
+	sans := serverSANs(cfg)
 	certs, err := pki.EnsureServer(l.TLSDir, sans)
 	if err != nil {
 		return fmt.Errorf("prepare certificates in %s: %w", l.TLSDir, err)
@@ -89,7 +80,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		logrus.Infof("Secrets are encrypted at rest with the keys in %s", encryptionConfig)
 	}
 
-	local := "https://" + net.JoinHostPort(loopbackFor(cfg.BindAddress), strconv.Itoa(cfg.HTTPSPort))
+	local := "https://" + netip.AddrPortFrom(loopbackFor(cfg.BindAddress), uint16(cfg.HTTPSPort)).String()
 	kubeconfigs, err := writeKubeconfigs(cfg, l, certs, local)
 	if err != nil {
 		return err
@@ -103,10 +94,10 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		PKI:   certs,
 		Token: token,
 		Cluster: supervisor.ClusterConfig{
-			ClusterCIDR:    cfg.ClusterCIDR,
-			ServiceCIDR:    cfg.ServiceCIDR,
-			ClusterDNS:     cfg.ClusterDNS,
-			ClusterDomain:  cfg.ClusterDomain,
+			ClusterCIDR:    cfg.Cluster.ClusterCIDRList(),
+			ServiceCIDR:    cfg.Cluster.ServiceCIDRList(),
+			ClusterDNS:     cfg.Cluster.ClusterDNS.String(),
+			ClusterDomain:  cfg.Cluster.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
 		},
 		Passwords:  &supervisor.NodePasswords{Client: adminClient},
@@ -114,51 +105,25 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		JoinTokens: &supervisor.JoinTokens{Client: adminClient, Cache: joinCache},
 		Nodes:      joinCache,
 	}
-	advertise := cfg.AdvertiseAddress
-	if advertise == "" {
-		advertise = nodeIPs[0].String()
-	}
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,
 		Args: func() []string {
-			return append(flags.APIServer(cfg, certs, advertise, ds.ETCD.Endpoints, encryptionConfig), config.PassthroughFlags(cfg.ExtraAPIServerArgs)...)
+			return append(flags.APIServer(cfg, certs, ds.ETCD.Endpoints, encryptionConfig), cfg.APIServerFlags...)
 		},
 	}
 	cm := &controlplane.ControllerManager{
-		Args: append(flags.ControllerManager(cfg, certs, kubeconfigs.controllerManager), config.PassthroughFlags(cfg.ExtraControllerManagerArgs)...),
+		Args: append(flags.ControllerManager(cfg, certs, kubeconfigs.controllerManager), cfg.ControllerManagerFlags...),
 	}
 	sched := &controlplane.Scheduler{
-		Args: append(flags.Scheduler(kubeconfigs.scheduler), config.PassthroughFlags(cfg.ExtraSchedulerArgs)...),
+		Args: append(flags.Scheduler(kubeconfigs.scheduler), cfg.SchedulerFlags...),
 	}
 
 	ready := func() {
 		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.TokenFile)
 	}
-	bundled, err := bundledAddons(cfg, paths, certs)
+	bundled, err := bundledAddons(cfg, certs)
 	if err != nil {
 		return err
-	}
-	comps := []component.Component{ds}
-	var node *agent.Agent
-	if !cfg.DisableAgent {
-		nodeCfg := &config.Agent{
-			Node:      cfg.Node,
-			DataDir:   cfg.DataDir,
-			ServerURL: local,
-			Token:     token.String(),
-			NodeName:  nodeName,
-			NodeIPs:   nodeIPs,
-			Debug:     cfg.Debug,
-			// Through the load balancer even here: stopping it cuts the
-			// in-process kubelet's watches, which upstream offers no other
-			// way to end, so the apiserver can shut down promptly.
-			LoadBalancerAddress: config.DefaultLoadBalancerAddress,
-		}
-		// The runtime (helpers unpacked, containerd, the system images) gets
-		// ready while the control plane starts; the node's kubelet waits for it.
-		runtime := agent.NewRuntime(nodeCfg, cfg.FlannelBackend)
-		comps = append(comps, runtime)
-		node = &agent.Agent{Config: nodeCfg, Runtime: runtime}
 	}
 	deployer := &deploy.Controller{
 		Dir:        l.ManifestsDir,
@@ -175,19 +140,55 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			return err
 		}
 		// metrics-server's certificate travels in its manifest.
-		bundled, err := bundledAddons(cfg, paths, certs)
+		bundled, err := bundledAddons(cfg, certs)
 		if err != nil {
 			return err
 		}
 		return deployer.UpdateBundled(bundled)
 	}}
-	comps = append(comps, api, joinCache, renewal, &supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second},
-		&clusterRoles{kubeconfig: kubeconfigs.admin}, cm, sched,
-		deployer,
-		&dns.NodeHosts{Kubeconfig: kubeconfigs.admin},
-	)
-	if node != nil {
-		comps = append(comps, node)
+	// Each starts once what it requires is ready; the rest start side by
+	// side.
+	after := func(c component.Component, required ...component.Component) component.Component {
+		names := make([]string, len(required))
+		for i, r := range required {
+			names[i] = r.Name()
+		}
+		return component.Requiring(c, names...)
+	}
+	roles := clusterRoles(kubeconfigs.admin)
+	comps := []component.Component{
+		ds,
+		after(api, ds),
+		after(joinCache, api),
+		after(renewal, api),
+		after(&supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second}, joinCache),
+		after(roles, api),
+		after(cm, roles),
+		after(sched, roles),
+		after(deployer, roles),
+		after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api),
+	}
+	if cfg.Node != nil {
+		node := &agent.Node{
+			Config: &config.CompletedAgent{
+				Node:      *cfg.Node,
+				ServerURL: local,
+				Token:     token.String(),
+				// Through the load balancer even here: stopping it cuts the
+				// in-process kubelet's watches, which upstream offers no other
+				// way to end, so the apiserver can shut down promptly.
+				LoadBalancerAddress: config.DefaultLoadBalancerAddress,
+			},
+			// The join endpoints check tokens against the join cache.
+			JoinAfter: []string{joinCache.Name()},
+			// The kubelet initialises the CSI volume plugin, whose node-info
+			// manager upstream keeps in a package variable: the
+			// controller-manager's controllers, built without a node name,
+			// must have initialised it before, or the kubelet's CSINode
+			// set-up fails and ends the process.
+			KubeletAfter: []string{cm.Name()},
+		}
+		comps = append(comps, node.Components()...)
 	}
 	if err := component.Run(ctx, ready, comps...); err != nil {
 		return err
@@ -229,8 +230,8 @@ func unwrapPath(err error) error {
 
 // checkPortFree fails early, with the fix in the message, when the HTTPS
 // port is taken, rather than after the datastore and PKI work.
-func checkPortFree(bind string, port int) error {
-	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+func checkPortFree(bind netip.Addr, port int) error {
+	addr := netip.AddrPortFrom(bind, uint16(port)).String()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -241,42 +242,35 @@ func checkPortFree(bind string, port int) error {
 	return ln.Close()
 }
 
-func serverSANs(cfg *config.Server, nodeName string, nodeIPs []net.IP, serviceIP net.IP) pki.ServerOptions {
-	opts := pki.ServerOptions{ClusterDomain: cfg.ClusterDomain}
-	addName := func(s string) {
-		if s == "" {
-			return
+// serverSANs are the names and addresses the apiserver's certificate holds.
+func serverSANs(cfg *config.CompletedServer) pki.ServerOptions {
+	opts := pki.ServerOptions{ClusterDomain: cfg.Cluster.ClusterDomain}
+	addIPs := func(ips ...netip.Addr) {
+		for _, ip := range ips {
+			opts.IPs = append(opts.IPs, net.IP(ip.AsSlice()))
 		}
-		if ip := net.ParseIP(s); ip != nil {
-			opts.IPs = append(opts.IPs, ip)
-			return
-		}
-		opts.DNSNames = append(opts.DNSNames, s)
 	}
 	if host, err := os.Hostname(); err == nil {
-		addName(strings.ToLower(host))
+		opts.DNSNames = append(opts.DNSNames, strings.ToLower(host))
 	}
-	addName(nodeName)
-	opts.IPs = append(opts.IPs, nodeIPs...)
-	opts.IPs = append(opts.IPs, serviceIP)
-	addName(cfg.AdvertiseAddress)
-	if ip := net.ParseIP(cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
-		opts.IPs = append(opts.IPs, ip)
+	opts.DNSNames = append(opts.DNSNames, cfg.NodeName)
+	addIPs(cfg.NodeIPs...)
+	addIPs(cfg.Cluster.APIServiceIP, cfg.AdvertiseAddress)
+	if !cfg.BindAddress.IsUnspecified() {
+		addIPs(cfg.BindAddress)
 	}
-	for _, san := range cfg.TLSSANs {
-		addName(san)
-	}
+	addIPs(cfg.SANIPs...)
+	opts.DNSNames = append(opts.DNSNames, cfg.SANNames...)
 	return opts
 }
 
 // loopbackFor picks the address local clients use to reach the server.
-func loopbackFor(bind string) string {
-	ip := net.ParseIP(bind)
-	if ip == nil || ip.IsUnspecified() {
-		if ip != nil && ip.To4() == nil {
-			return "::1"
-		}
-		return "127.0.0.1"
+func loopbackFor(bind netip.Addr) netip.Addr {
+	switch {
+	case bind.Is6() && bind.IsUnspecified():
+		return netip.IPv6Loopback()
+	case bind.IsUnspecified():
+		return netip.MustParseAddr("127.0.0.1")
 	}
-	return ip.String()
+	return bind
 }

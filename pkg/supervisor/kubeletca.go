@@ -34,19 +34,16 @@ type KubeletCAMigration struct {
 func (m *KubeletCAMigration) Name() string { return "kubelet CA migration" }
 
 func (m *KubeletCAMigration) Start(ctx context.Context) (<-chan error, error) {
-	done := make(chan error)
 	legacy, err := m.PKI.LegacyKubeletServing()
 	if err != nil {
 		return nil, err
 	}
 	if !legacy {
-		// A cluster made with the kubelet-serving CA has nothing to migrate.
-		go func() {
-			<-ctx.Done()
-			close(done)
-		}()
-		return done, nil
+		// A cluster made with the kubelet-serving CA has nothing to
+		// migrate: the component is done.
+		return nil, nil
 	}
+	done := make(chan error)
 	pem, err := os.ReadFile(m.PKI.KubeletServingCACert)
 	if err != nil {
 		return nil, fmt.Errorf("read kubelet-serving CA: %w", err)

@@ -183,12 +183,8 @@ func (f *Flannel) startNone(ctx context.Context) (<-chan error, error) {
 			return nil, fmt.Errorf("remove stale %s: %w", stale, err)
 		}
 	}
-	done := make(chan error)
-	go func() {
-		<-ctx.Done()
-		close(done)
-	}()
-	return done, nil
+	// Nothing runs: the component is done.
+	return nil, nil
 }
 
 func (f *Flannel) validate() error {

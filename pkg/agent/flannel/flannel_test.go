@@ -218,20 +218,10 @@ func TestStartNone(t *testing.T) {
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("the user's conflist was touched: %v", err)
 	}
-	select {
-	case <-done:
-		t.Fatal("exited before ctx was cancelled")
-	case <-time.After(50 * time.Millisecond):
+	if done != nil {
+		t.Error("a channel to wait on although nothing runs: the component is done once started")
 	}
 	cancel()
-	select {
-	case err, ok := <-done:
-		if ok && err != nil {
-			t.Fatalf("exit error %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("did not stop")
-	}
 }
 
 func TestStartValidatesConfig(t *testing.T) {

@@ -18,7 +18,6 @@ import (
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	"sigs.k8s.io/yaml"
 
-	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
@@ -52,7 +51,7 @@ type Kubelet struct {
 	ClusterDomain   string
 	ResolvConf      string
 	CgroupV2        bool
-	ExtraArgs       []string // key=value, appended last so they win
+	ExtraFlags      []string // the user's, appended last so they win
 	Debug           bool
 }
 
@@ -104,7 +103,7 @@ func (k *Kubelet) Configuration() map[string]any {
 	return cfg
 }
 
-// Args are the kubelet command-line flags; ExtraArgs come last and win.
+// Args are the kubelet command-line flags; ExtraFlags come last and win.
 func (k *Kubelet) Args(configFile string) []string {
 	args := []string{
 		"--config=" + configFile,
@@ -132,7 +131,7 @@ func (k *Kubelet) Args(configFile string) []string {
 	if k.Debug {
 		args = append(args, "--v=2")
 	}
-	return append(args, config.PassthroughFlags(k.ExtraArgs)...)
+	return append(args, k.ExtraFlags...)
 }
 
 // Start writes the configuration and runs the kubelet until its health

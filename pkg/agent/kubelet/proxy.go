@@ -7,8 +7,6 @@ import (
 
 	"github.com/spf13/pflag"
 	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
-
-	"github.com/skiff-io/skiff/pkg/config"
 )
 
 // proxyHealthzPort is kube-proxy's health endpoint, on loopback.
@@ -19,13 +17,13 @@ type Proxy struct {
 	NodeName    string
 	Kubeconfig  string
 	ClusterCIDR string
-	ExtraArgs   []string // key=value, appended last so they win
+	ExtraFlags  []string // the user's, appended last so they win
 	Debug       bool
 }
 
 func (p *Proxy) Name() string { return "kube-proxy" }
 
-// Args are kube-proxy's flags; ExtraArgs come last and win. Flags rather
+// Args are kube-proxy's flags; ExtraFlags come last and win. Flags rather
 // than a configuration file: upstream ignores every flag but logging once a
 // file is given, which would silently drop the user's --kube-proxy-arg.
 func (p *Proxy) Args() []string {
@@ -43,7 +41,7 @@ func (p *Proxy) Args() []string {
 	if p.Debug {
 		args = append(args, "--v=2")
 	}
-	return append(args, config.PassthroughFlags(p.ExtraArgs)...)
+	return append(args, p.ExtraFlags...)
 }
 
 // Start runs kube-proxy until its health endpoint answers. It runs on the

@@ -22,12 +22,12 @@ const (
 // APIServer are the kube-apiserver flags skiff sets. Users append their
 // own with --kube-apiserver-arg; later flags win. encryptionConfig is the
 // Secrets encryption config file, "" for none.
-func APIServer(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []string, encryptionConfig string) []string {
-	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
+func APIServer(cfg *config.CompletedServer, p *pki.ServerPKI, etcd []string, encryptionConfig string) []string {
+	issuer := "https://kubernetes.default.svc." + cfg.Cluster.ClusterDomain
 	args := []string{
-		"--bind-address=" + cfg.BindAddress,
+		"--bind-address=" + cfg.BindAddress.String(),
 		"--secure-port=" + strconv.Itoa(cfg.HTTPSPort),
-		"--advertise-address=" + advertise,
+		"--advertise-address=" + cfg.AdvertiseAddress.String(),
 		"--etcd-servers=" + strings.Join(etcd, ","),
 		"--storage-backend=etcd3",
 		"--allow-privileged=true",
@@ -38,7 +38,7 @@ func APIServer(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []st
 		"--client-ca-file=" + p.ClientCACert,
 		"--tls-cert-file=" + p.ServingCert,
 		"--tls-private-key-file=" + p.ServingKey,
-		"--service-cluster-ip-range=" + cfg.ServiceCIDR,
+		"--service-cluster-ip-range=" + cfg.Cluster.ServiceCIDRList(),
 		"--service-account-issuer=" + issuer,
 		"--api-audiences=" + issuer + ",skiff",
 		"--service-account-key-file=" + p.ServiceAccountKey,
@@ -76,7 +76,7 @@ func APIServer(cfg *config.Server, p *pki.ServerPKI, advertise string, etcd []st
 }
 
 // ControllerManager are the kube-controller-manager flags skiff sets.
-func ControllerManager(cfg *config.Server, p *pki.ServerPKI, kubeconfig string) []string {
+func ControllerManager(cfg *config.CompletedServer, p *pki.ServerPKI, kubeconfig string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
@@ -85,8 +85,8 @@ func ControllerManager(cfg *config.Server, p *pki.ServerPKI, kubeconfig string) 
 		"--secure-port=" + strconv.Itoa(ControllerManagerPort),
 		"--leader-elect=false",
 		"--allocate-node-cidrs=true",
-		"--cluster-cidr=" + cfg.ClusterCIDR,
-		"--service-cluster-ip-range=" + cfg.ServiceCIDR,
+		"--cluster-cidr=" + cfg.Cluster.ClusterCIDRList(),
+		"--service-cluster-ip-range=" + cfg.Cluster.ServiceCIDRList(),
 		"--cluster-signing-kube-apiserver-client-cert-file=" + p.ClientCACert,
 		"--cluster-signing-kube-apiserver-client-key-file=" + p.ClientCAKey,
 		"--cluster-signing-kubelet-client-cert-file=" + p.ClientCACert,

@@ -9,13 +9,18 @@ import (
 	"github.com/skiff-io/skiff/pkg/pki"
 )
 
-func testServer(t *testing.T) (*config.Server, *pki.ServerPKI) {
+func testServer(t *testing.T) (*config.CompletedServer, *pki.ServerPKI) {
 	t.Helper()
 	p, err := pki.EnsureServer(t.TempDir(), pki.ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Server{BindAddress: "0.0.0.0", HTTPSPort: 6443, ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", ClusterDomain: "cluster.local"}
+	opts := &config.Server{DataDir: "/var/lib/skiff", BindAddress: "0.0.0.0", HTTPSPort: 6443, AdvertiseAddress: "192.0.2.1",
+		ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", KubeconfigMode: "0600"}
+	cfg, err := opts.Complete()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return cfg, p
 }
 
@@ -35,7 +40,7 @@ func value(args []string, name string) (string, bool) {
 
 func TestAPIServerSecurityDefaults(t *testing.T) {
 	cfg, p := testServer(t)
-	args := APIServer(cfg, p, "192.0.2.1", []string{"unix://kine.sock"}, "")
+	args := APIServer(cfg, p, []string{"unix://kine.sock"}, "")
 	want := map[string]string{
 		"anonymous-auth":                "false",
 		"authorization-mode":            "Node,RBAC",
@@ -59,7 +64,7 @@ func TestAPIServerSecurityDefaults(t *testing.T) {
 	if _, ok := value(args, "encryption-provider-config"); ok {
 		t.Error("an encryption config without --secrets-encryption")
 	}
-	args = APIServer(cfg, p, "192.0.2.1", nil, "/data/enc.json")
+	args = APIServer(cfg, p, nil, "/data/enc.json")
 	if got, _ := value(args, "encryption-provider-config"); got != "/data/enc.json" {
 		t.Errorf("--encryption-provider-config = %q", got)
 	}

@@ -1,0 +1,280 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/skiff-io/skiff/pkg/layout"
+)
+
+// The options (Server, Agent) hold what a user typed. Complete checks them,
+// applies the defaults that depend on the host (node name and addresses)
+// and returns the typed configuration the components read: parsed once
+// here, never re-parsed downstream, and not changed after Complete.
+
+// Cluster is the cluster-wide network, parsed.
+type Cluster struct {
+	// ClusterCIDRs and ServiceCIDRs hold one range, or an IPv4 and an IPv6
+	// one; the first is the primary family.
+	ClusterCIDRs []netip.Prefix
+	ServiceCIDRs []netip.Prefix
+	// APIServiceIP is the first address of the primary service range: the
+	// apiserver claims it for the "kubernetes" Service.
+	APIServiceIP  netip.Addr
+	ClusterDNS    netip.Addr
+	ClusterDomain string
+}
+
+// ClusterCIDRList is ClusterCIDRs in the comma form components' flags take.
+func (c Cluster) ClusterCIDRList() string { return prefixList(c.ClusterCIDRs) }
+
+// ServiceCIDRList is ServiceCIDRs in the comma form components' flags take.
+func (c Cluster) ServiceCIDRList() string { return prefixList(c.ServiceCIDRs) }
+
+func prefixList(ps []netip.Prefix) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// CompletedNode is a node agent's configuration, complete.
+type CompletedNode struct {
+	Paths layout.Layout
+	Name  string
+	// IPs holds at least one address: the configured ones, or the address
+	// of the interface with the default route.
+	IPs []netip.Addr
+	// ExternalIP, when valid, is where other nodes reach this one from
+	// behind NAT.
+	ExternalIP netip.Addr
+	Labels     []string
+	Taints     []string
+	// KubeletFlags and KubeProxyFlags are the users' --kubelet-arg and
+	// --kube-proxy-arg values as command-line flags.
+	KubeletFlags   []string
+	KubeProxyFlags []string
+	// KubeletRootDir is the kubelet's root, moved by --kubelet-arg root-dir.
+	KubeletRootDir string
+	// KubeProxyMode is kube-proxy's mode from --kube-proxy-arg proxy-mode,
+	// "" for its default (iptables).
+	KubeProxyMode string
+	// FlannelBackend is this node's pod network backend; "" on an agent
+	// means the cluster's, learned when it joins.
+	FlannelBackend string
+	FlannelIface   string
+	Snapshotter    string
+	RegistriesFile string
+	Debug          bool
+}
+
+// CertificateIPs are the node's addresses its kubelet serving certificate
+// names: the node IPs and the external IP.
+func (n *CompletedNode) CertificateIPs() []netip.Addr {
+	ips := slices.Clone(n.IPs)
+	if n.ExternalIP.IsValid() && !slices.Contains(ips, n.ExternalIP) {
+		ips = append(ips, n.ExternalIP)
+	}
+	return ips
+}
+
+// CompletedAgent is `skiff agent`'s configuration, complete.
+type CompletedAgent struct {
+	Node      CompletedNode
+	ServerURL string
+	// Token is the join token as the user gave it (K10 form or bare secret).
+	Token string
+	// LoadBalancerAddress (host:port on loopback) is where the node's
+	// components reach the apiservers through the client-side load balancer.
+	LoadBalancerAddress string
+}
+
+// CompletedServer is `skiff server`'s configuration, complete.
+type CompletedServer struct {
+	Paths       layout.Layout
+	BindAddress netip.Addr
+	HTTPSPort   int
+	// AdvertiseAddress is the address the apiserver publishes for itself:
+	// --advertise-address, or the node's first IP.
+	AdvertiseAddress netip.Addr
+	// NodeName and NodeIPs are this machine's identity, resolved even with
+	// --disable-agent: the serving certificate names them.
+	NodeName string
+	NodeIPs  []netip.Addr
+	// SANIPs and SANNames are the --tls-san values by kind.
+	SANIPs   []netip.Addr
+	SANNames []string
+	Cluster  Cluster
+	// FlannelBackend is the cluster's pod network backend.
+	FlannelBackend string
+
+	Token      string
+	AgentToken string
+
+	KubeconfigPath string
+	KubeconfigMode os.FileMode
+
+	DatastoreEndpoint string
+	SecretsEncryption bool
+	Disable           []string
+	// LocalStoragePath is where local-path volumes are made on every node.
+	LocalStoragePath string
+
+	APIServerFlags         []string
+	ControllerManagerFlags []string
+	SchedulerFlags         []string
+
+	// Node is the server's own node; nil with --disable-agent.
+	Node  *CompletedNode
+	Debug bool
+}
+
+// Complete checks every setting, reporting every problem at once, and
+// returns the server's complete configuration.
+func (s *Server) Complete() (*CompletedServer, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	// Validate has accepted every value below: the parsing cannot fail.
+	clusterCIDRs, _ := parseCIDRList("--cluster-cidr", s.ClusterCIDR, DefaultClusterCIDR)
+	serviceCIDRs, _ := parseCIDRList("--service-cidr", s.ServiceCIDR, DefaultServiceCIDR)
+	apiServiceIP, _ := firstUsable(serviceCIDRs[0])
+	dns, _ := parseIP(s.ClusterDNS)
+	bind, _ := parseIP(s.BindAddress)
+	mode, _ := parseFileMode(s.KubeconfigMode)
+
+	name, err := resolveNodeName(s.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	ips := resolveNodeIPs(parseNodeIPs(s.NodeIP))
+	advertise := ips[0]
+	if s.AdvertiseAddress != "" {
+		advertise, _ = parseIP(s.AdvertiseAddress)
+	}
+	paths := layout.New(s.DataDir)
+	c := &CompletedServer{
+		Paths:            paths,
+		BindAddress:      bind,
+		HTTPSPort:        s.HTTPSPort,
+		AdvertiseAddress: advertise,
+		NodeName:         name,
+		NodeIPs:          ips,
+		Cluster: Cluster{
+			ClusterCIDRs:  clusterCIDRs,
+			ServiceCIDRs:  serviceCIDRs,
+			APIServiceIP:  apiServiceIP,
+			ClusterDNS:    dns,
+			ClusterDomain: s.ClusterDomain,
+		},
+		FlannelBackend:         s.FlannelBackend,
+		Token:                  s.Token,
+		AgentToken:             s.AgentToken,
+		KubeconfigPath:         s.KubeconfigPath,
+		KubeconfigMode:         mode,
+		DatastoreEndpoint:      s.DatastoreEndpoint,
+		SecretsEncryption:      s.SecretsEncryption,
+		Disable:                slices.Clone(s.Disable),
+		LocalStoragePath:       s.LocalStoragePath,
+		APIServerFlags:         PassthroughFlags(s.ExtraAPIServerArgs),
+		ControllerManagerFlags: PassthroughFlags(s.ExtraControllerManagerArgs),
+		SchedulerFlags:         PassthroughFlags(s.ExtraSchedulerArgs),
+		Debug:                  s.Debug,
+	}
+	if c.FlannelBackend == "" {
+		c.FlannelBackend = DefaultFlannelBackend
+	}
+	if c.LocalStoragePath == "" {
+		c.LocalStoragePath = paths.StorageDir
+	}
+	for _, san := range s.TLSSANs {
+		if ip, ok := parseIP(san); ok {
+			c.SANIPs = append(c.SANIPs, ip)
+		} else {
+			c.SANNames = append(c.SANNames, san)
+		}
+	}
+	if !s.DisableAgent {
+		node := s.Node.complete(paths, name, ips, s.Debug)
+		node.FlannelBackend = c.FlannelBackend
+		c.Node = &node
+	}
+	return c, nil
+}
+
+// Complete checks the agent's settings, reporting every problem at once,
+// and returns its complete configuration.
+func (a *Agent) Complete() (*CompletedAgent, error) {
+	var errs []error
+	if a.ServerURL == "" {
+		errs = append(errs, errors.New("no server to join: pass --server https://SERVER:6443 (or set SKIFF_URL)"))
+	} else if err := validateServerURL(a.ServerURL); err != nil {
+		errs = append(errs, err)
+	}
+	if a.Token == "" {
+		errs = append(errs, errors.New("no join token: pass --token (or set SKIFF_TOKEN); print it on the server with \"skiff token\""))
+	}
+	if err := ValidateDataDir(a.DataDir); err != nil {
+		errs = append(errs, err)
+	}
+	if a.NodeIP != "" {
+		if err := validateNodeIPs(a.NodeIP); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.ValidateNode(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	name, err := resolveNodeName(a.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	lb := a.LoadBalancerAddress
+	if lb == "" {
+		lb = DefaultLoadBalancerAddress
+	}
+	return &CompletedAgent{
+		Node:                a.Node.complete(layout.New(a.DataDir), name, resolveNodeIPs(parseNodeIPs(a.NodeIP)), a.Debug),
+		ServerURL:           a.ServerURL,
+		Token:               a.Token,
+		LoadBalancerAddress: lb,
+	}, nil
+}
+
+// complete turns validated node options into a CompletedNode.
+func (n *Node) complete(paths layout.Layout, name string, ips []netip.Addr, debug bool) CompletedNode {
+	external, _ := parseIP(n.NodeExternalIP)
+	return CompletedNode{
+		Paths:          paths,
+		Name:           name,
+		IPs:            ips,
+		ExternalIP:     external,
+		Labels:         slices.Clone(n.NodeLabels),
+		Taints:         slices.Clone(n.NodeTaints),
+		KubeletFlags:   PassthroughFlags(n.ExtraKubeletArgs),
+		KubeProxyFlags: PassthroughFlags(n.ExtraKubeProxyArgs),
+		KubeletRootDir: n.kubeletRootDir(),
+		KubeProxyMode:  passthroughValue(n.ExtraKubeProxyArgs, "proxy-mode"),
+		FlannelBackend: n.FlannelBackend,
+		FlannelIface:   n.FlannelIface,
+		Snapshotter:    n.Snapshotter,
+		RegistriesFile: n.RegistriesFile,
+		Debug:          debug,
+	}
+}
+
+func validateServerURL(server string) error {
+	if u, err := url.Parse(server); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("invalid --server %q; use the form https://SERVER:6443", server)
+	}
+	return nil
+}
