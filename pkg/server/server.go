@@ -100,10 +100,11 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 			ClusterDomain:  cfg.Cluster.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
 		},
-		Passwords:  &supervisor.NodePasswords{Client: adminClient},
-		AgentToken: agentToken,
-		JoinTokens: &supervisor.JoinTokens{Client: adminClient, Cache: joinCache},
-		Nodes:      joinCache,
+		ServiceCIDRs: cfg.Cluster.ServiceCIDRs,
+		Passwords:    &supervisor.NodePasswords{Client: adminClient},
+		AgentToken:   agentToken,
+		JoinTokens:   &supervisor.JoinTokens{Client: adminClient, Cache: joinCache},
+		Nodes:        joinCache,
 	}
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 )
 
@@ -16,7 +17,7 @@ import (
 // request came over loopback, from the server's own host: a node there
 // with no network (offline) has 127.0.0.1 as its address, which no other
 // host can reach.
-func kubeletServingNames(node string, dnsNames []string, ips []net.IP, serviceCIDRs []*net.IPNet, ownerOf func(net.IP) (string, error), local bool) ([]string, []net.IP, error) {
+func kubeletServingNames(node string, dnsNames []string, ips []net.IP, serviceCIDRs []netip.Prefix, ownerOf func(net.IP) (string, error), local bool) ([]string, []net.IP, error) {
 	names := []string{node}
 	for _, name := range dnsNames {
 		name = strings.ToLower(strings.TrimSuffix(name, "."))
@@ -33,8 +34,9 @@ func kubeletServingNames(node string, dnsNames []string, ips []net.IP, serviceCI
 		if !(ip.IsGlobalUnicast() || local && ip.IsLoopback()) || ip.Equal(net.IPv4bcast) {
 			return nil, nil, fmt.Errorf("refused kubelet serving certificate: %s is not a unicast address a node can have", ip)
 		}
+		addr, _ := netip.AddrFromSlice(ip)
 		for _, cidr := range serviceCIDRs {
-			if cidr.Contains(ip) {
+			if cidr.Contains(addr.Unmap()) {
 				return nil, nil, fmt.Errorf("refused kubelet serving certificate: %s is inside the service CIDR %s, not a node address", ip, cidr)
 			}
 		}
@@ -48,20 +50,4 @@ func kubeletServingNames(node string, dnsNames []string, ips []net.IP, serviceCI
 		out = append(out, ip)
 	}
 	return names, out, nil
-}
-
-// parseCIDRs parses a comma-separated CIDR list, as --service-cidr takes.
-func parseCIDRs(list string) ([]*net.IPNet, error) {
-	var out []*net.IPNet
-	for _, s := range strings.Split(list, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		_, cidr, err := net.ParseCIDR(s)
-		if err != nil {
-			return nil, fmt.Errorf("parse CIDR %q: %w", s, err)
-		}
-		out = append(out, cidr)
-	}
-	return out, nil
 }

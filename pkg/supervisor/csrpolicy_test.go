@@ -3,16 +3,14 @@ package supervisor
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 )
 
 func TestKubeletServingNames(t *testing.T) {
-	services, err := parseCIDRs("10.43.0.0/16, fd00:43::/112")
-	if err != nil {
-		t.Fatal(err)
-	}
+	services := []netip.Prefix{netip.MustParsePrefix("10.43.0.0/16"), netip.MustParsePrefix("fd00:43::/112")}
 	owners := map[string]string{"192.0.2.20": "node-2"}
 	ownerOf := func(ip net.IP) (string, error) { return owners[ip.String()], nil }
 	ips := func(s ...string) []net.IP {

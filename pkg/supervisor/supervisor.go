@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ type Supervisor struct {
 	PKI     *pki.ServerPKI
 	Token   pki.Token
 	Cluster ClusterConfig
+	// ServiceCIDRs are the cluster's Service ranges, which no kubelet
+	// serving certificate may name an address of.
+	ServiceCIDRs []netip.Prefix
 	// Passwords, when set, ties each node name to the first host that
 	// joined with it.
 	Passwords *NodePasswords
@@ -189,12 +193,7 @@ func (s *Supervisor) servingKubelet(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.nodeOwned(w, r, node) {
 		return
 	}
-	serviceCIDRs, err := parseCIDRs(s.Cluster.ServiceCIDR)
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, err)
-		return
-	}
-	dns, ips, err := kubeletServingNames(node, csr.DNSNames, csr.IPAddresses, serviceCIDRs, func(ip net.IP) (string, error) {
+	dns, ips, err := kubeletServingNames(node, csr.DNSNames, csr.IPAddresses, s.ServiceCIDRs, func(ip net.IP) (string, error) {
 		if s.Nodes == nil {
 			return "", nil
 		}

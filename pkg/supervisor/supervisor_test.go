@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -32,7 +33,8 @@ func newTestSupervisor(t *testing.T) (*Supervisor, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Supervisor{PKI: certs, Token: tok, Cluster: ClusterConfig{ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16,fd00:43::/112", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local"}}
+	s := &Supervisor{PKI: certs, Token: tok, Cluster: ClusterConfig{ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16,fd00:43::/112", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local"},
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.43.0.0/16"), netip.MustParsePrefix("fd00:43::/112")}}
 	apiserver := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-From", "apiserver")
 		_, _ = io.WriteString(w, "apiserver:"+r.URL.Path)
