@@ -109,6 +109,7 @@ func NewApp(a Actions) *cli.App {
 			certificateCommand(),
 			secretsEncryptCommand(),
 			completionCommand(),
+			pathsCommand(),
 			passthrough("kubectl", "run the embedded kubectl against this server", false, withLocal(a.Kubectl), a.Kubectl != nil),
 			passthrough("ctr", "run containerd's ctr against this node's containerd", false, withName("ctr", a.Ctr), a.Ctr != nil),
 			passthrough("crictl", "run crictl against this node's container runtime", false, withLocal(func(l Local, args []string) error {
