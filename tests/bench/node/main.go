@@ -150,15 +150,16 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	b := &bench{options: o, before: nodetest.SnapshotHost()}
 	err = b.main(ctx)
+	interrupted := ctx.Err() != nil
 	// A second signal during the cleanup ends the program at once.
 	stop()
 	var shown shownError
-	if err != nil && ctx.Err() == nil && !errors.As(err, &shown) {
+	if err != nil && !interrupted && !errors.As(err, &shown) {
 		logf("%v", err)
 	}
 	b.cleanup(err != nil)
 	switch {
-	case ctx.Err() != nil:
+	case interrupted:
 		os.Exit(130)
 	case err != nil:
 		os.Exit(1)
