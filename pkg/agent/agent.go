@@ -20,6 +20,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/agent/flannel"
 	"github.com/skiff-io/skiff/pkg/agent/join"
 	"github.com/skiff-io/skiff/pkg/agent/kubelet"
+	"github.com/skiff-io/skiff/pkg/agent/kubelet/settings"
 	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
@@ -150,7 +151,7 @@ func (n *Node) Components() []component.Component {
 
 	kl := component.Build(kubeletName, func() (component.Component, error) {
 		c := creds.Get()
-		return &kubelet.Kubelet{
+		return &kubelet.Kubelet{Kubelet: settings.Kubelet{
 			NodeName:        node.Name,
 			NodeIPs:         netIPs(node.IPs),
 			Labels:          node.Labels,
@@ -166,11 +167,11 @@ func (n *Node) Components() []component.Component {
 			RuntimeEndpoint: "unix://" + containerd.DefaultAddress,
 			ClusterDNS:      splitList(c.Cluster.ClusterDNS),
 			ClusterDomain:   c.Cluster.ClusterDomain,
-			ResolvConf:      kubelet.ResolvConf(l.KubeletConfigDir),
+			ResolvConf:      settings.ResolvConf(l.KubeletConfigDir),
 			CgroupV2:        isCgroupV2(),
 			ExtraFlags:      node.KubeletFlags,
 			Debug:           node.Debug,
-		}, nil
+		}}, nil
 	})
 	fl := component.Build(flannelName, func() (component.Component, error) {
 		c := creds.Get()
@@ -194,13 +195,13 @@ func (n *Node) Components() []component.Component {
 	})
 	proxy := component.Build("kube-proxy", func() (component.Component, error) {
 		c := creds.Get()
-		return &kubelet.Proxy{
+		return &kubelet.Proxy{Proxy: settings.Proxy{
 			NodeName:    node.Name,
 			Kubeconfig:  c.KubeProxyKubeconfig,
 			ClusterCIDR: c.Cluster.ClusterCIDR,
 			ExtraFlags:  node.KubeProxyFlags,
 			Debug:       node.Debug,
-		}, nil
+		}}, nil
 	})
 	discovery := component.Build("server-discovery", func() (component.Component, error) {
 		return balancer.discovery(creds.Get().KubeProxyKubeconfig), nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // recorder stands in for cmd/skiff's entry points.
@@ -464,10 +465,11 @@ func TestServerActionError(t *testing.T) {
 func TestTokenCommand(t *testing.T) {
 	isolate(t)
 	dataDir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dataDir, "server"), 0o700); err != nil {
+	server := layout.New(dataDir).Server
+	if err := os.MkdirAll(server.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dataDir, "server", "token"), []byte("K10abc::server:secret\n\n"), 0o600); err != nil {
+	if err := os.WriteFile(server.TokenFile, []byte("K10abc::server:secret\n\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

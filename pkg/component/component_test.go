@@ -131,17 +131,17 @@ func TestRunShutsDownWhenAComponentExits(t *testing.T) {
 	}
 }
 
-// slowStart is a component whose Start returns only after it is told to,
-// whatever its context says, and which then runs until cancelled.
+// slowStart is a component whose Start returns, successfully, only once
+// the runner has cancelled it, and which then takes a while to stop.
 type slowStart struct {
-	entered, release, stopped chan struct{}
+	entered, stopped chan struct{}
 }
 
 func (s *slowStart) Name() string { return "slow" }
 
 func (s *slowStart) Start(ctx context.Context) (<-chan error, error) {
 	close(s.entered)
-	<-s.release
+	<-ctx.Done() // the runner saw the stop and cancelled the start
 	done := make(chan error)
 	go func() {
 		<-ctx.Done()
@@ -156,14 +156,12 @@ func (s *slowStart) Start(ctx context.Context) (<-chan error, error) {
 // component too: if its Start succeeds after all, it is stopped and waited
 // for before Run returns, not left running.
 func TestRunWaitsForAStartPendingAtCancel(t *testing.T) {
-	c := &slowStart{entered: make(chan struct{}), release: make(chan struct{}), stopped: make(chan struct{})}
+	c := &slowStart{entered: make(chan struct{}), stopped: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	returned := make(chan error, 1)
 	go func() { returned <- Run(ctx, nil, c) }()
 	<-c.entered
 	cancel()
-	time.Sleep(50 * time.Millisecond) // let Run see the cancel first
-	close(c.release)
 	select {
 	case err := <-returned:
 		if err != nil {

@@ -7,23 +7,17 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	"sigs.k8s.io/yaml"
 
+	"github.com/skiff-io/skiff/pkg/agent/kubelet/settings"
 	"github.com/skiff-io/skiff/pkg/fileutil"
 )
-
-// healthzPort is the kubelet's local health endpoint; it only listens on
-// loopback.
-const healthzPort = 10248
 
 // signalStopGrace is how long a kubelet that returned on a signal waits for
 // skiff to stop it before its return counts as a failure.
@@ -31,108 +25,10 @@ const signalStopGrace = 10 * time.Second
 
 // Kubelet runs the kubelet as a component.
 type Kubelet struct {
-	NodeName  string
-	NodeIPs   []net.IP
-	Labels    []string
-	Taints    []string
-	RootDir   string // pods' volumes and state; default /var/lib/kubelet
-	ConfigDir string // where the generated KubeletConfiguration goes
-	// DropInDir holds users' KubeletConfiguration drop-ins (*.conf), which
-	// the kubelet merges over the generated file in lexical order; a
-	// --kubelet-arg config-dir=DIR replaces it.
-	DropInDir       string
-	StaticPodDir    string
-	Kubeconfig      string
-	ClientCA        string
-	ServingCert     string
-	ServingKey      string
-	RuntimeEndpoint string // unix:// address of containerd
-	ClusterDNS      []string
-	ClusterDomain   string
-	ResolvConf      string
-	CgroupV2        bool
-	ExtraFlags      []string // the user's, appended last so they win
-	Debug           bool
+	settings.Kubelet
 }
 
 func (k *Kubelet) Name() string { return "kubelet" }
-
-// Configuration is the KubeletConfiguration skiff generates.
-func (k *Kubelet) Configuration() map[string]any {
-	cfg := map[string]any{
-		"apiVersion": "kubelet.config.k8s.io/v1beta1",
-		"kind":       "KubeletConfiguration",
-		"authentication": map[string]any{
-			"anonymous": map[string]any{"enabled": false},
-			"webhook":   map[string]any{"enabled": true, "cacheTTL": "2m"},
-			"x509":      map[string]any{"clientCAFile": k.ClientCA},
-		},
-		"authorization":            map[string]any{"mode": "Webhook"},
-		"cgroupDriver":             "cgroupfs",
-		"clusterDNS":               k.ClusterDNS,
-		"clusterDomain":            k.ClusterDomain,
-		"containerRuntimeEndpoint": k.RuntimeEndpoint,
-		"tlsCertFile":              k.ServingCert,
-		"tlsPrivateKeyFile":        k.ServingKey,
-		"healthzBindAddress":       "127.0.0.1",
-		"healthzPort":              healthzPort,
-		"readOnlyPort":             0,
-		"staticPodPath":            k.StaticPodDir,
-		"resolvConf":               k.ResolvConf,
-		"serializeImagePulls":      false,
-		// Pod sandboxes must not ask for an OOM score the host may refuse
-		// (no CAP_SYS_RESOURCE in some VMs and containers).
-		"oomScoreAdj": 0,
-		// Small disks (SD cards, CI runners) would otherwise be under
-		// eviction pressure from the start.
-		"evictionHard": map[string]string{
-			"imagefs.available": "5%",
-			"nodefs.available":  "5%",
-			"memory.available":  "100Mi",
-		},
-		"imageGCHighThresholdPercent": 95,
-		"imageGCLowThresholdPercent":  90,
-		"failSwapOn":                  false,
-		"fileCheckFrequency":          "10s",
-	}
-	if !k.CgroupV2 {
-		// Kubernetes 1.35+ refuses cgroup v1 unless told otherwise; many
-		// edge devices still boot with it.
-		cfg["failCgroupV1"] = false
-	}
-	return cfg
-}
-
-// Args are the kubelet command-line flags; ExtraFlags come last and win.
-func (k *Kubelet) Args(configFile string) []string {
-	args := []string{
-		"--config=" + configFile,
-		"--kubeconfig=" + k.Kubeconfig,
-		"--root-dir=" + k.RootDir,
-		"--hostname-override=" + k.NodeName,
-		"--cert-dir=" + filepath.Join(k.RootDir, "pki"),
-	}
-	if k.DropInDir != "" {
-		args = append(args, "--config-dir="+k.DropInDir)
-	}
-	if len(k.NodeIPs) > 0 {
-		ips := make([]string, len(k.NodeIPs))
-		for i, ip := range k.NodeIPs {
-			ips[i] = ip.String()
-		}
-		args = append(args, "--node-ip="+strings.Join(ips, ","))
-	}
-	if len(k.Labels) > 0 {
-		args = append(args, "--node-labels="+strings.Join(k.Labels, ","))
-	}
-	if len(k.Taints) > 0 {
-		args = append(args, "--register-with-taints="+strings.Join(k.Taints, ","))
-	}
-	if k.Debug {
-		args = append(args, "--v=2")
-	}
-	return append(args, k.ExtraFlags...)
-}
 
 // Start writes the configuration and runs the kubelet until its health
 // endpoint answers.
@@ -181,7 +77,7 @@ func (k *Kubelet) Start(ctx context.Context) (<-chan error, error) {
 		}
 		close(done)
 	}()
-	if err := waitHealthy(ctx, done, fmt.Sprintf("http://127.0.0.1:%d/healthz", healthzPort), 2*time.Minute); err != nil {
+	if err := waitHealthy(ctx, done, fmt.Sprintf("http://127.0.0.1:%d/healthz", settings.HealthzPort), 2*time.Minute); err != nil {
 		return nil, err // the runner prefixes "start kubelet"
 	}
 	close(healthy)
@@ -231,37 +127,3 @@ func waitHealthy(ctx context.Context, exited <-chan error, url string, timeout t
 	}
 }
 
-// ResolvConf returns a resolv.conf whose nameservers pods can reach: a
-// loopback resolver (systemd-resolved's 127.0.0.53) is useless inside a pod.
-// Without one, a fallback naming a public resolver is written into dir, so
-// that cluster DNS (which forwards to it) still starts and serves cluster
-// names on a host that is offline.
-func ResolvConf(dir string) string {
-	for _, candidate := range []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"} {
-		data, err := os.ReadFile(candidate)
-		if err != nil {
-			continue
-		}
-		usable := false
-		for _, line := range strings.Split(string(data), "\n") {
-			fields := strings.Fields(line)
-			if len(fields) >= 2 && fields[0] == "nameserver" {
-				if ip := net.ParseIP(fields[1]); ip != nil && !ip.IsLoopback() {
-					usable = true
-				}
-			}
-		}
-		if usable {
-			return candidate
-		}
-	}
-	fallback := filepath.Join(dir, "resolv.conf")
-	if err := os.MkdirAll(dir, 0o755); err == nil {
-		if _, err := fileutil.WriteIfChanged(fallback, []byte("nameserver 8.8.8.8\n"), 0o644); err == nil {
-			logrus.Warnf("no resolv.conf with a non-loopback nameserver found; pods and cluster DNS forward to 8.8.8.8 (%s)", fallback)
-			return fallback
-		}
-	}
-	logrus.Warn("no resolv.conf with a non-loopback nameserver found; pods will only resolve cluster names")
-	return ""
-}
