@@ -13,20 +13,22 @@ import (
 	"github.com/k3s-io/kine/pkg/drivers/generic"
 	"github.com/k3s-io/kine/pkg/drivers/sqlite"
 	"github.com/k3s-io/kine/pkg/endpoint"
+
+	"github.com/skiff-io/skiff/pkg/component"
 )
 
 // maxUnixSocketPath is the kernel's sun_path limit less the terminating NUL.
 const maxUnixSocketPath = 107
 
-// Datastore is the kine component. After Start, ETCD tells the apiserver
-// where to connect.
+// Datastore is the kine component. Once it is ready, ETCD tells the
+// apiserver, which requires it, where to connect.
 type Datastore struct {
 	// Endpoint is a kine endpoint; empty means SQLite in StateDB.
 	Endpoint string
 	// DBDir holds StateDB and Socket, kine's listener.
 	DBDir, StateDB, Socket string
 
-	ETCD endpoint.ETCDConfig
+	ETCD component.Output[endpoint.ETCDConfig]
 }
 
 func (d *Datastore) Name() string { return "datastore" }
@@ -76,7 +78,7 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open datastore %s: %w", describe(d.Endpoint), err)
 	}
-	d.ETCD = etcd
+	d.ETCD.Set(etcd)
 
 	done := make(chan error, 1)
 	go func() {

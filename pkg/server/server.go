@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,
 		Args: func() []string {
-			return append(flags.APIServer(cfg, certs, ds.ETCD.Endpoints, encryptionConfig), cfg.APIServerFlags...)
+			return append(flags.APIServer(cfg, certs, ds.ETCD.Get().Endpoints, encryptionConfig), cfg.APIServerFlags...)
 		},
 	}
 	cm := &controlplane.ControllerManager{
