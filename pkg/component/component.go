@@ -266,6 +266,21 @@ func unexpected(e exit) error {
 	return fmt.Errorf("%s stopped unexpectedly: %w", e.name, e.err)
 }
 
+// Check reports whether comps form a graph Run accepts: unique names, and
+// each component requiring only components listed before it.
+func Check(comps ...Component) error {
+	_, err := graph(comps)
+	return err
+}
+
+// Requires names the components c starts after.
+func Requires(c Component) []string {
+	if d, ok := c.(Dependent); ok {
+		return d.Requires()
+	}
+	return nil
+}
+
 // graph checks the names and returns, for each component, the indexes of
 // the components it requires.
 func graph(comps []Component) ([][]int, error) {
@@ -275,14 +290,12 @@ func graph(comps []Component) ([][]int, error) {
 		if _, dup := index[c.Name()]; dup {
 			return nil, fmt.Errorf("two components are named %s", c.Name())
 		}
-		if d, ok := c.(Dependent); ok {
-			for _, name := range d.Requires() {
-				j, ok := index[name]
-				if !ok {
-					return nil, fmt.Errorf("component %s requires %s, which is not listed before it", c.Name(), name)
-				}
-				requires[i] = append(requires[i], j)
+		for _, name := range Requires(c) {
+			j, ok := index[name]
+			if !ok {
+				return nil, fmt.Errorf("component %s requires %s, which is not listed before it", c.Name(), name)
 			}
+			requires[i] = append(requires[i], j)
 		}
 		index[c.Name()] = i
 	}
