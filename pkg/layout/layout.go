@@ -92,6 +92,12 @@ type Agent struct {
 	// ImagesDir is where image archives are dropped to be imported.
 	ImagesDir       string
 	PodManifestsDir string
+
+	// ContainerdConfigTemplate and ContainerdConfigV3Template, beside the
+	// generated config in ContainerdConfigDir, are users' Go templates of
+	// containerd's config; the v3 name wins when both exist.
+	ContainerdConfigTemplate   string
+	ContainerdConfigV3Template string
 }
 
 // Run is the node's state under RunDir.
@@ -142,6 +148,9 @@ func New(dataDir string) Layout {
 			ContainerdLog:       filepath.Join(containerd, "containerd.log"),
 			ImagesDir:           filepath.Join(agent, "images"),
 			PodManifestsDir:     filepath.Join(agent, "pod-manifests"),
+
+			ContainerdConfigTemplate:   filepath.Join(etc, "containerd", "config.toml.tmpl"),
+			ContainerdConfigV3Template: filepath.Join(etc, "containerd", "config-v3.toml.tmpl"),
 		},
 		HelpersDir: filepath.Join(dataDir, "data"),
 		StorageDir: filepath.Join(dataDir, "storage"),
