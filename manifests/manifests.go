@@ -1,7 +1,7 @@
 // Package manifests holds the bundled addon manifests (CoreDNS, the ingress
-// controller, local storage, metrics-server, ServiceLB) as templates, and
-// renders them with the cluster's settings for the deploy controller to
-// write and apply.
+// controller, local storage, metrics-server, ServiceLB, the runtime
+// classes) as templates, and renders them with the cluster's settings for
+// the deploy controller to write and apply.
 package manifests
 
 import (
