@@ -30,8 +30,10 @@ var snapshotters = []string{"overlayfs", "native", "btrfs", "zfs", "devmapper", 
 const maxAddressLen = 107 - len(".ttrpc")
 
 // WriteConfig writes <ConfigDir>/config.toml for cfg and regenerates the
-// registry hosts directory <ConfigDir>/certs.d from cfg.RegistriesFile. It
-// returns the path of config.toml.
+// registry hosts directory <ConfigDir>/certs.d from cfg.RegistriesFile. The
+// config has a runtime handler for each runtime found in cfg.RuntimeDirs;
+// when one of cfg.Templates exists, it is rendered over the generated
+// config's values and written instead. It returns the path of config.toml.
 func WriteConfig(cfg Config) (configPath string, err error) {
 	configPath, _, err = writeConfig(cfg)
 	return configPath, err
@@ -48,19 +50,45 @@ func writeConfig(cfg Config) (string, Config, error) {
 	if err != nil {
 		return "", c, err
 	}
+	tmplPath, tmplText, err := findTemplate(c.Templates)
+	if err != nil {
+		return "", c, err
+	}
 	if err := os.MkdirAll(c.ConfigDir, 0o700); err != nil {
 		return "", c, fmt.Errorf("create containerd config dir: %w", err)
 	}
 	if err := writeHostsDir(certsDir(c), regs, c.RegistriesFile); err != nil {
 		return "", c, err
 	}
-	data, err := renderConfig(c, regs)
+	found := FindRuntimes(c.RuntimeDirs)
+	data, err := renderConfig(c, regs, found)
 	if err != nil {
+		return "", c, err
+	}
+	// The rendered config, decoded, only when a template made it: the
+	// generated one defines no runtime beyond those found.
+	var doc map[string]any
+	if tmplPath != "" {
+		if data, doc, err = renderTemplate(tmplPath, tmplText, TemplateValues{Config: c, Runtimes: found, Base: string(data)}); err != nil {
+			return "", c, err
+		}
+	}
+	if err := checkDefaultRuntime(c.DefaultRuntime, found, doc); err != nil {
 		return "", c, err
 	}
 	path := filepath.Join(c.ConfigDir, "config.toml")
 	if err := fileutil.WriteAtomic(path, data, 0o600); err != nil {
 		return "", c, fmt.Errorf("write containerd config: %w", err)
+	}
+	if len(found) > 0 {
+		var names []string
+		for _, r := range found {
+			names = append(names, r.Handler+" ("+r.Path+")")
+		}
+		logrus.Infof("container runtimes found on this host, offered to pods as RuntimeClass handlers beside runc: %s", strings.Join(names, ", "))
+	}
+	if tmplPath != "" {
+		logrus.Infof("containerd config rendered from the template %s", tmplPath)
 	}
 	return path, c, nil
 }
@@ -129,8 +157,9 @@ func chooseSnapshotter(c Config) (string, error) {
 
 func certsDir(c Config) string { return filepath.Join(c.ConfigDir, "certs.d") }
 
-// renderConfig produces config.toml for a resolved config.
-func renderConfig(c Config, regs *Registries) ([]byte, error) {
+// renderConfig produces config.toml for a resolved config and the
+// runtimes found on the host.
+func renderConfig(c Config, regs *Registries, found []Runtime) ([]byte, error) {
 	runcOptions := map[string]any{
 		"SystemdCgroup": false, // no systemd here; cgroupfs like the kubelet
 		// runc's state lives under our state dir so a host containerd's
@@ -147,20 +176,24 @@ func renderConfig(c Config, regs *Registries) ([]byte, error) {
 	if c.CNIConfDir != "" {
 		cni["conf_dir"] = c.CNIConfDir
 	}
+	runtimes := map[string]any{
+		BundledRuntime: map[string]any{
+			"runtime_type": runcShim,
+			"sandboxer":    "podsandbox",
+			"options":      runcOptions,
+		},
+	}
+	for _, r := range found {
+		runtimes[r.Handler] = runtimeConfig(r, c.StateDir)
+	}
 	runtime := map[string]any{
 		// Pods fail to start otherwise where containerd lacks
 		// CAP_SYS_RESOURCE (e.g. on VMs and in containers): runc then may
 		// not lower oom_score_adj below containerd's own.
 		"restrict_oom_score_adj": true,
 		"containerd": map[string]any{
-			"default_runtime_name": "runc",
-			"runtimes": map[string]any{
-				"runc": map[string]any{
-					"runtime_type": "io.containerd.runc.v2",
-					"sandboxer":    "podsandbox",
-					"options":      runcOptions,
-				},
-			},
+			"default_runtime_name": c.DefaultRuntime,
+			"runtimes":             runtimes,
 		},
 		"cni": cni,
 	}

@@ -28,6 +28,8 @@ func testConfig(t *testing.T) Config {
 		SandboxImage:   "skiff/pause:3.10",
 		Snapshotter:    "native",
 		RegistriesFile: filepath.Join(dir, "registries.yaml"), // absent
+		RuntimeDirs:    []string{},                            // none found, whatever the host has
+		Templates:      []string{l.ContainerdConfigV3Template, l.ContainerdConfigTemplate},
 	}
 }
 
@@ -224,6 +226,9 @@ func TestChooseSnapshotterProbe(t *testing.T) {
 func TestConfigAcceptedByContainerd(t *testing.T) {
 	cfg := testConfig(t)
 	writeRegistries(t, cfg.RegistriesFile, goodRegistries(t))
+	bin := filepath.Join(t.TempDir(), "bin")
+	fakeExecutables(t, bin, "crun", "containerd-shim-runsc-v1", "containerd-shim-kata-v2")
+	cfg.RuntimeDirs = []string{bin}
 	path, err := WriteConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +258,15 @@ func TestConfigAcceptedByContainerd(t *testing.T) {
 	runc := lookup(t, runtime, "containerd", "runtimes", "runc").(map[string]any)
 	if runc["sandboxer"] != "podsandbox" || lookup(t, runc, "options", "BinaryName") != "/opt/skiff/bin/runc" {
 		t.Errorf("containerd reads runc runtime %v", runc)
+	}
+	if got := lookup(t, runtime, "containerd", "runtimes", "crun", "options", "BinaryName"); got != filepath.Join(bin, "crun") {
+		t.Errorf("containerd reads crun's BinaryName %v", got)
+	}
+	if got := lookup(t, runtime, "containerd", "runtimes", "runsc", "runtime_path"); got != filepath.Join(bin, "containerd-shim-runsc-v1") {
+		t.Errorf("containerd reads runsc's runtime_path %v", got)
+	}
+	if got := lookup(t, runtime, "containerd", "runtimes", "kata", "privileged_without_host_devices"); got != true {
+		t.Errorf("containerd reads kata's privileged_without_host_devices %v", got)
 	}
 	images := lookup(t, doc, "plugins", "io.containerd.cri.v1.images").(map[string]any)
 	if images["snapshotter"] != "native" || lookup(t, images, "pinned_images", "sandbox") != "docker.io/skiff/pause:3.10" {

@@ -90,6 +90,20 @@ type Config struct {
 	LogFile string
 	// Debug makes containerd log at debug level.
 	Debug bool
+
+	// DefaultRuntime is the runtime handler pods without a RuntimeClass
+	// run with: "" or "runc" for the bundled runc, else a runtime found on
+	// the host (see RuntimeDirs) or one a config template adds.
+	DefaultRuntime string
+	// RuntimeDirs are searched, in order, for the runtimes skiff knows
+	// (crun, nvidia-container-runtime, gVisor's and Kata's shims); each one
+	// found becomes a runtime handler. Nil means the directories of PATH
+	// and the usual install locations (DefaultRuntimeDirs).
+	RuntimeDirs []string
+	// Templates are the config templates looked for, in order: the first
+	// that exists is rendered as a Go template over TemplateValues and
+	// written as containerd's config instead of the generated one.
+	Templates []string
 }
 
 // withDefaults fills in the documented defaults. It does not choose the
@@ -106,6 +120,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RegistriesFile == "" {
 		c.RegistriesFile = DefaultRegistriesFile
+	}
+	if c.DefaultRuntime == "" {
+		c.DefaultRuntime = BundledRuntime
+	}
+	if c.RuntimeDirs == nil {
+		c.RuntimeDirs = DefaultRuntimeDirs()
 	}
 	return c
 }
