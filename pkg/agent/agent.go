@@ -243,6 +243,8 @@ func (n *Node) containerd(binDir, backend string) (*containerd.Process, error) {
 		RegistriesFile: node.RegistriesFile,
 		LogFile:        l.ContainerdLog,
 		Debug:          node.Debug,
+		DefaultRuntime: node.DefaultRuntime,
+		Templates:      []string{l.ContainerdConfigV3Template, l.ContainerdConfigTemplate},
 	}}, nil
 }
 

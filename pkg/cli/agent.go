@@ -20,7 +20,7 @@ var agentFlagNames = []string{
 	flagConfig, flagDataDir, flagDebug,
 	flagToken, flagTokenFile,
 	flagNodeIP, flagNodeName, flagNodeExternalIP, flagNodeLabel, flagNodeTaint,
-	flagFlannelIface, flagSnapshotter, flagRegistries,
+	flagFlannelIface, flagSnapshotter, flagRegistries, flagDefaultRuntime,
 	flagKubeletArg, flagKubeProxyArg,
 }
 
@@ -98,6 +98,7 @@ func agentConfig(c *cli.Context) (*config.Agent, error) {
 			NodeExternalIP:     c.String(flagNodeExternalIP),
 			Snapshotter:        c.String(flagSnapshotter),
 			RegistriesFile:     c.String(flagRegistries),
+			DefaultRuntime:     c.String(flagDefaultRuntime),
 		},
 		DataDir:   c.String(flagDataDir),
 		ServerURL: c.String(flagServer),

@@ -12,14 +12,15 @@ func TestAgentFromEnvironmentAndFlags(t *testing.T) {
 	isolate(t)
 	t.Setenv("SKIFF_URL", "https://10.0.0.1:6443")
 	t.Setenv("SKIFF_TOKEN", "K10abc::server:secret")
+	t.Setenv("SKIFF_DEFAULT_RUNTIME", "nvidia")
 	r := run(t, "agent", "--config", "", "--node-ip", "10.0.0.2", "--node-external-ip", "203.0.113.9", "--node-label", "disktype=hdd", "--kubelet-arg", "max-pods=20")
 	if r.code != 0 || r.rec.agentCfg == nil {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	c := r.rec.agentCfg
-	got := fmt.Sprintf("%q %q %s %s %s %s %s %v %s", c.Node.Labels, c.Node.KubeletFlags, c.Node.ExternalIP, c.Node.RegistriesFile,
+	got := fmt.Sprintf("%q %q %s %s %s %s %s %s %v %s", c.Node.Labels, c.Node.KubeletFlags, c.Node.ExternalIP, c.Node.RegistriesFile, c.Node.DefaultRuntime,
 		c.Node.Paths.DataDir, c.ServerURL, c.Token, c.Node.IPs, c.LoadBalancerAddress)
-	want := fmt.Sprintf(`["disktype=hdd"] ["--max-pods=20"] 203.0.113.9 %s %s https://10.0.0.1:6443 K10abc::server:secret [10.0.0.2] %s`,
+	want := fmt.Sprintf(`["disktype=hdd"] ["--max-pods=20"] 203.0.113.9 %s nvidia %s https://10.0.0.1:6443 K10abc::server:secret [10.0.0.2] %s`,
 		config.DefaultRegistriesFile, config.DefaultDataDir, config.DefaultLoadBalancerAddress)
 	if got != want {
 		t.Errorf("config = %s\nwant %s", got, want)
@@ -54,6 +55,7 @@ func TestAgentErrors(t *testing.T) {
 		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--node-ip", "nope"}, `invalid --node-ip "nope"`},
 		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--node-taint", "a=b"}, `invalid --node-taint "a=b"`},
 		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--node-external-ip", "nat"}, `invalid --node-external-ip "nat"`},
+		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--default-runtime", "/usr/bin/crun"}, `invalid --default-runtime "/usr/bin/crun"`},
 		{[]string{"agent", "--config", "", "--server", "https://s:6443", "--token", "x", "--cluster-cidr", "10.0.0.0/8"}, "unknown flag --cluster-cidr"},
 	}
 	for _, tt := range tests {

@@ -170,6 +170,7 @@ func TestServerAllFlags(t *testing.T) {
 		"--flannel-iface", "eth1",
 		"--snapshotter", "native",
 		"--registries", "/srv/registries.yaml",
+		"--default-runtime", "crun",
 	))
 	got := fmt.Sprintf("%s %s %d %s %s %s %v %v %s %s %s %s %s %s %o %s %q %q %q %v",
 		cfg.Paths.DataDir, cfg.BindAddress, cfg.HTTPSPort, cfg.AdvertiseAddress, cfg.NodeName, cfg.NodeIPs, sans(cfg),
@@ -183,10 +184,10 @@ func TestServerAllFlags(t *testing.T) {
 		t.Errorf("config = %s\nwant %s", got, want)
 	}
 	n := cfg.Node
-	got = fmt.Sprintf("%s %v %q %q %q %q %s %s %s %s %s %s", n.Name, n.IPs, n.Labels, n.Taints, n.KubeletFlags, n.KubeProxyFlags,
-		n.KubeProxyMode, n.FlannelBackend, n.FlannelIface, n.Snapshotter, n.RegistriesFile, n.Paths.DataDir)
+	got = fmt.Sprintf("%s %v %q %q %q %q %s %s %s %s %s %s %s", n.Name, n.IPs, n.Labels, n.Taints, n.KubeletFlags, n.KubeProxyFlags,
+		n.KubeProxyMode, n.FlannelBackend, n.FlannelIface, n.Snapshotter, n.RegistriesFile, n.DefaultRuntime, n.Paths.DataDir)
 	want = `n1 [192.168.1.10 fd00::10] ["disktype=ssd" "zone=a"] ["dedicated=db:NoSchedule"] ["--max-pods=50"] ["--proxy-mode=nftables"] ` +
-		`nftables host-gw eth1 native /srv/registries.yaml /srv/skiff`
+		`nftables host-gw eth1 native /srv/registries.yaml crun /srv/skiff`
 	if got != want {
 		t.Errorf("node = %s\nwant %s", got, want)
 	}

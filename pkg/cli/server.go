@@ -50,6 +50,7 @@ const (
 	flagFlannelIface         = "flannel-iface"
 	flagSnapshotter          = "snapshotter"
 	flagRegistries           = "registries"
+	flagDefaultRuntime       = "default-runtime"
 	flagAgentToken           = "agent-token"
 	flagNodeExternalIP       = "node-external-ip"
 )
@@ -147,6 +148,7 @@ func serverFlags() []cli.Flag {
 		str(flagFlannelIface, categoryNetworking, "interface the pod network uses between nodes (default: the node IP's interface)", ""),
 		str(flagSnapshotter, categoryNode, "containerd snapshotter: overlayfs or native (default: overlayfs where it works)", ""),
 		&cli.StringFlag{Name: flagRegistries, Category: categoryNode, Usage: "registry mirrors, auth and TLS settings for containerd", Value: config.DefaultRegistriesFile, EnvVars: envVar(flagRegistries), TakesFile: true},
+		str(flagDefaultRuntime, categoryNode, "runtime handler pods without a RuntimeClass run with: one found on the host (crun, nvidia, runsc, kata...) or added by a containerd config template (default: the bundled runc)", ""),
 
 		token,
 		tokenFile,
@@ -247,6 +249,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 			NodeExternalIP:     c.String(flagNodeExternalIP),
 			Snapshotter:        c.String(flagSnapshotter),
 			RegistriesFile:     c.String(flagRegistries),
+			DefaultRuntime:     c.String(flagDefaultRuntime),
 		},
 	}
 	token, err := joinToken(c)

@@ -35,6 +35,9 @@ type Node struct {
 	// works and native elsewhere.
 	Snapshotter    string
 	RegistriesFile string
+	// DefaultRuntime is the runtime handler pods without a RuntimeClass
+	// run with; empty means the bundled runc.
+	DefaultRuntime string
 }
 
 // Agent holds the options of `skiff agent` as the user gave them: where
@@ -73,6 +76,11 @@ func (n *Node) ValidateNode() error {
 	case "", "overlayfs", "native":
 	default:
 		return fmt.Errorf("invalid --snapshotter %q; use overlayfs or native (or leave it empty to choose automatically)", n.Snapshotter)
+	}
+	// A RuntimeClass handler is a lower-case DNS label; whether this host
+	// has the runtime is checked when containerd's config is written.
+	if n.DefaultRuntime != "" && (strings.Contains(n.DefaultRuntime, ".") || !isDNSName(n.DefaultRuntime, true)) {
+		return fmt.Errorf("invalid --default-runtime %q; give a runtime handler name such as crun or nvidia (lower-case letters, digits and '-')", n.DefaultRuntime)
 	}
 	if n.NodeExternalIP != "" {
 		if _, ok := parseIP(n.NodeExternalIP); !ok {

@@ -71,6 +71,9 @@ type CompletedNode struct {
 	FlannelIface   string
 	Snapshotter    string
 	RegistriesFile string
+	// DefaultRuntime is containerd's default runtime handler; "" for the
+	// bundled runc.
+	DefaultRuntime string
 	Debug          bool
 }
 
@@ -268,6 +271,7 @@ func (n *Node) complete(paths layout.Layout, name string, ips []netip.Addr, debu
 		FlannelIface:   n.FlannelIface,
 		Snapshotter:    n.Snapshotter,
 		RegistriesFile: n.RegistriesFile,
+		DefaultRuntime: n.DefaultRuntime,
 		Debug:          debug,
 	}
 }

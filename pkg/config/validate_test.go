@@ -54,6 +54,12 @@ func TestValidate(t *testing.T) {
 		{name: "disable a path", modify: func(s *Server) { s.Disable = []string{"../etc/passwd"} },
 			wantErr: []string{`--disable value "../etc/passwd"`, "coredns, ingress"}},
 
+		{name: "default runtime", modify: func(s *Server) { s.Node.DefaultRuntime = "nvidia-experimental" }},
+		{name: "default runtime not a handler name", modify: func(s *Server) { s.Node.DefaultRuntime = "/usr/bin/crun" },
+			wantErr: []string{`invalid --default-runtime "/usr/bin/crun"`, "such as crun"}},
+		{name: "default runtime upper case", modify: func(s *Server) { s.Node.DefaultRuntime = "Crun" },
+			wantErr: []string{`invalid --default-runtime "Crun"`}},
+
 		{name: "empty data dir", modify: func(s *Server) { s.DataDir = "" },
 			wantErr: []string{"--data-dir", "empty", "absolute path"}},
 		{name: "relative data dir", modify: func(s *Server) { s.DataDir = "var/lib/skiff" },
@@ -251,6 +257,7 @@ func TestCompleteServer(t *testing.T) {
 	s.Node.ExtraKubeletArgs = []string{"v=2", "root-dir=/srv/a", "--root-dir=/srv/kubelet"}
 	s.Node.ExtraKubeProxyArgs = []string{"proxy-mode=nftables"}
 	s.Node.NodeExternalIP = "203.0.113.10"
+	s.Node.DefaultRuntime = "crun"
 	c, err := s.Complete()
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +282,7 @@ func TestCompleteServer(t *testing.T) {
 		t.Fatal("no node although the agent is enabled")
 	}
 	// The last root-dir wins, as for the kubelet itself.
-	if n.KubeletRootDir != "/srv/kubelet" || n.KubeProxyMode != "nftables" || n.Name != "node-a" || n.FlannelBackend != DefaultFlannelBackend {
+	if n.KubeletRootDir != "/srv/kubelet" || n.KubeProxyMode != "nftables" || n.Name != "node-a" || n.FlannelBackend != DefaultFlannelBackend || n.DefaultRuntime != "crun" {
 		t.Errorf("node: %+v", n)
 	}
 	if ips := n.CertificateIPs(); len(ips) != 3 || ips[2].String() != "203.0.113.10" {
