@@ -618,6 +618,20 @@ EOF
 		script_prologue
 		cat <<'EOF'
 
+# The paths under the data dir are the binary's: `skiff paths` prints its
+# layout as NAME='value' lines (AGENT_CNI_IPAM_DIR=...), read once, here,
+# while the binary is still there; its DATA_DIR and RUN_DIR are the ones
+# above. Output that is not such lines is not evaluated.
+if layout=$("$BIN_DIR/skiff" paths --config '' --data-dir "$DATA_DIR" 2>/dev/null) &&
+	! printf '%s\n' "$layout" | grep -qv "^[A-Z][A-Z0-9_]*='"; then
+	eval "$layout"
+fi
+# The binary may already be gone (removed by hand before this script ran)
+# or predate `skiff paths`; the node's state must go all the same, so only
+# then are the paths this script needs the ones such a binary used.
+: "${AGENT_CNI_IPAM_DIR:=$DATA_DIR/agent/cni/networks}"
+: "${RUN_CONTAINERD_DIR:=$RUN_DIR/containerd}"
+
 # Stop the services (ignore failures; they may not be running).
 for unit in "$SYSTEMD_DIR"/skiff.service "$SYSTEMD_DIR"/skiff-*.service; do
 	[ -f "$unit" ] || continue
@@ -958,13 +972,13 @@ fi
 
 # The pods' IP reservations (host-local IPAM) and the CNI result cache of
 # skiff's containers: their network namespaces are gone.
-if [ -d "$RUN_DIR/containerd" ] && [ -d /var/lib/cni/results ]; then
-	for dir in "$RUN_DIR"/containerd/io.containerd.runtime.v2.task/k8s.io/* "$RUN_DIR"/containerd/io.containerd.grpc.v1.cri/sandboxes/*; do
+if [ -d "$RUN_CONTAINERD_DIR" ] && [ -d /var/lib/cni/results ]; then
+	for dir in "$RUN_CONTAINERD_DIR"/io.containerd.runtime.v2.task/k8s.io/* "$RUN_CONTAINERD_DIR"/io.containerd.grpc.v1.cri/sandboxes/*; do
 		[ -d "$dir" ] || continue
 		rm -f /var/lib/cni/results/*-"${dir##*/}"-*
 	done
 fi
-rm -rf "$DATA_DIR/agent/cni/networks"
+rm -rf "$AGENT_CNI_IPAM_DIR"
 
 if [ "$run_dir_clean" = true ]; then
 	rm -rf "$RUN_DIR"

@@ -1235,6 +1235,134 @@ func TestKillallIptablesRules(t *testing.T) {
 	}
 }
 
+// TestInstallKillallRemovesIPAMState: skiff-killall.sh removes the pods'
+// IP reservations where the binary's layout (`skiff paths`) puts them under
+// a data dir that is not the default and needs quoting; it follows the
+// binary's answer, and does the same when the binary is gone or answers
+// something that is not `skiff paths` output. The rest of the data stays.
+func TestInstallKillallRemovesIPAMState(t *testing.T) {
+	// The script still acts on the host (processes, links, /run/skiff).
+	preflightNode(t)
+	r := newInstallRoot(t)
+	r.data = filepath.Join(r.root, "srv", "skiff's data dir")
+	r.install(t, []string{"INSTALL_SKIFF_INIT=none"})
+	killall := filepath.Join(r.bin, "skiff-killall.sh")
+	installed := filepath.Join(r.bin, "skiff")
+	l := layout.New(r.data)
+	other := filepath.Join(r.root, "elsewhere", "networks")
+
+	// reservation writes a host-local IPAM reservation under dir.
+	reservation := func(dir string) string {
+		t.Helper()
+		p := filepath.Join(dir, "cbr0", "10.42.0.5")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("container-id\neth0"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := os.MkdirAll(l.Server.DBDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.Server.StateDB, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runKillall := func(t *testing.T) {
+		t.Helper()
+		code, out := runScript(t, r.env(), killall)
+		if code != 0 {
+			t.Fatalf("killall exited with %d:\n%s", code, out)
+		}
+		checkMessageFormat(t, out)
+	}
+	gone := func(t *testing.T, p string) {
+		t.Helper()
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after killall (%v)", p, err)
+		}
+	}
+	stays := func(t *testing.T, p string) {
+		t.Helper()
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("killall removed %s: %v", p, err)
+		}
+	}
+	// standIn replaces the installed binary with a script.
+	standIn := func(t *testing.T, script string) {
+		t.Helper()
+		if err := os.WriteFile(installed, []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("binary", func(t *testing.T) {
+		// The script evaluates the binary's lines as they are: none of them
+		// may change a variable of its own, but for the two that are the
+		// same paths.
+		out, err := exec.Command(installed, "paths", "--config", "", "--data-dir", r.data).Output()
+		if err != nil {
+			t.Fatalf("skiff paths: %v", err)
+		}
+		script := readFile(t, killall)
+		settings, _, ok := strings.Cut(script, "\n# skiff-killall.sh:")
+		if !ok {
+			t.Fatalf("skiff-killall.sh has no settings block:\n%s", script)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^([A-Z][A-Z0-9_]*)=`).FindAllStringSubmatch(string(out), -1) {
+			switch {
+			case m[1] == "DATA_DIR" || m[1] == "RUN_DIR":
+			case regexp.MustCompile(`(?m)^\s*` + m[1] + `=`).MatchString(script):
+				t.Errorf("skiff paths prints %s, which skiff-killall.sh also sets", m[1])
+			}
+		}
+		show := `; printf '%s|%s' "$DATA_DIR" "$RUN_DIR"`
+		fromBinary, err1 := exec.Command("sh", "-c", `eval "$1"`+show, "sh", string(out)).Output()
+		fromSettings, err2 := exec.Command("sh", "-c", settings+show).Output()
+		if err1 != nil || err2 != nil || string(fromBinary) != string(fromSettings) || string(fromSettings) != r.data+"|"+layout.RunDir {
+			t.Errorf("DATA_DIR|RUN_DIR: skiff paths %q (%v), the script's settings %q (%v), want %q",
+				fromBinary, err1, fromSettings, err2, r.data+"|"+layout.RunDir)
+		}
+
+		p := reservation(l.Agent.CNIIPAMDir)
+		runKillall(t)
+		gone(t, l.Agent.CNIIPAMDir)
+		gone(t, p)
+		stays(t, l.Agent.CNIDataDir)
+		stays(t, l.Server.StateDB)
+	})
+	t.Run("binary-answer", func(t *testing.T) {
+		// A binary whose layout has the reservations elsewhere: killall goes
+		// there, not to where this version keeps them.
+		mine, theirs := reservation(l.Agent.CNIIPAMDir), reservation(other)
+		standIn(t, "[ \"$1\" = paths ] && echo \"AGENT_CNI_IPAM_DIR='"+other+"'\"\n")
+		runKillall(t)
+		gone(t, theirs)
+		stays(t, mine)
+		if err := os.RemoveAll(l.Agent.CNIIPAMDir); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("not-paths-output", func(t *testing.T) {
+		p := reservation(l.Agent.CNIIPAMDir)
+		marker := filepath.Join(r.root, "evaluated")
+		standIn(t, "echo \"touch '"+marker+"'\"\n")
+		runKillall(t)
+		gone(t, p)
+		gone(t, marker)
+	})
+	t.Run("binary-gone", func(t *testing.T) {
+		p := reservation(l.Agent.CNIIPAMDir)
+		if err := os.Remove(installed); err != nil {
+			t.Fatal(err)
+		}
+		runKillall(t)
+		gone(t, p)
+		stays(t, l.Server.StateDB)
+	})
+}
+
 // TestKillallKubeletDir checks where skiff-killall.sh finds the kubelet's
 // root dir with no node running: the install's --kubelet-arg (either
 // form), SKIFF_KUBELET_ARG, the config file and a --config flag. It
