@@ -23,10 +23,12 @@ import (
 )
 
 // TestClusterServices checks what a fresh server runs with no image pulled:
-// cluster DNS, the ingress controller and the manifests folder, and that
+// cluster DNS, the ingress controller and the manifests folder, runtimes
+// found on the host and added by a containerd config template, and that
 // --disable removes a bundled addon from a running cluster.
 func TestClusterServices(t *testing.T) {
 	s := newNode(t)
+	crun, crunLog := prepareRuntimes(t, s)
 	s.start()
 	s.waitReady()
 	node := s.waitNodeReady(3 * time.Minute)
@@ -52,6 +54,10 @@ func TestClusterServices(t *testing.T) {
 	}) {
 		t.FailNow()
 	}
+
+	run("a runtime found on the host and one a containerd config template adds run pods of their RuntimeClasses", func(t *testing.T) {
+		s.checkRuntimes(t, crun, crunLog)
+	})
 
 	// Two backends, a and b, each answering with its pod's hostname.
 	for _, name := range []string{"a", "b"} {
