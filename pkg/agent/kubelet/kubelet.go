@@ -126,4 +126,3 @@ func waitHealthy(ctx context.Context, exited <-chan error, url string, timeout t
 		}
 	}
 }
-

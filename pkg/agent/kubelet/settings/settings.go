@@ -193,4 +193,3 @@ func (p *Proxy) Args() []string {
 	}
 	return append(args, p.ExtraFlags...)
 }
-
