@@ -47,8 +47,7 @@ func Run(ctx context.Context, cfg *config.CompletedAgent) error {
 type Node struct {
 	Config *config.CompletedAgent
 	// JoinAfter names components of the server this node runs beside that
-	// serve the join endpoints; the join, and the load balancer in front
-	// of that server, wait for them.
+	// serve the join endpoints; the join waits for them.
 	JoinAfter []string
 	// KubeletAfter names components of that server the kubelet must start
 	// after.
@@ -92,7 +91,6 @@ func (n *Node) Components() []component.Component {
 	}
 
 	balancer := newServerBalancer(cfg.LoadBalancerAddress, cfg.ServerURL)
-	comps := []component.Component{component.Requiring(balancer, n.JoinAfter...)}
 
 	joinTask := component.Task(joinName, func(ctx context.Context) error {
 		c, err := join.Join(ctx, join.Options{
@@ -118,7 +116,12 @@ func (n *Node) Components() []component.Component {
 		}
 		return nil
 	})
-	comps = append(comps, component.Requiring(joinTask, n.JoinAfter...))
+	comps := []component.Component{
+		component.Requiring(joinTask, n.JoinAfter...),
+		// After the join: its health checks must not reach a server before
+		// the join has checked that server's CA against the token.
+		component.Requiring(balancer, joinName),
+	}
 
 	hostTask := component.Task(hostName, func(context.Context) error {
 		return prepareHost(paths, backend.Get(), node.KubeProxyMode)

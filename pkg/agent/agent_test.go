@@ -26,8 +26,9 @@ func requirements(comps []component.Component) map[string][]string {
 	return out
 }
 
-// `skiff agent` joins before it touches the host or unpacks anything: a
-// refused token starts nothing.
+// `skiff agent` joins before it touches the host, unpacks anything or
+// lets the load balancer probe the server: a refused token, or a server
+// whose CA does not match it, starts nothing.
 func TestAgentStartsItsRuntimeAfterTheJoin(t *testing.T) {
 	comps := (&Node{Config: testNode("")}).Components()
 	if err := component.Check(comps...); err != nil {
@@ -40,6 +41,7 @@ func TestAgentStartsItsRuntimeAfterTheJoin(t *testing.T) {
 		}
 	}
 	for name, want := range map[string][]string{
+		"load-balancer":    {joinName},
 		containerdName:     {hostName, helpersName},
 		imagesName:         {containerdName},
 		kubeletName:        {joinName, imagesName},
@@ -54,8 +56,7 @@ func TestAgentStartsItsRuntimeAfterTheJoin(t *testing.T) {
 }
 
 // Beside a server, the runtime starts with the control plane; the join
-// and the load balancer wait for the join endpoints, the kubelet for the
-// controller-manager.
+// waits for the join endpoints, the kubelet for the controller-manager.
 func TestServerNodeStartsItsRuntimeAtOnce(t *testing.T) {
 	node := &Node{Config: testNode("vxlan"), JoinAfter: []string{"join cache"}, KubeletAfter: []string{"kube-controller-manager"}}
 	comps := node.Components()
@@ -63,7 +64,7 @@ func TestServerNodeStartsItsRuntimeAtOnce(t *testing.T) {
 	if len(req[hostName]) != 0 || len(req[helpersName]) != 0 {
 		t.Errorf("host %v, helpers %v: want no requirement", req[hostName], req[helpersName])
 	}
-	if !slices.Equal(req[joinName], []string{"join cache"}) || !slices.Equal(req["load-balancer"], []string{"join cache"}) {
+	if !slices.Equal(req[joinName], []string{"join cache"}) || !slices.Equal(req["load-balancer"], []string{joinName}) {
 		t.Errorf("join %v, load balancer %v", req[joinName], req["load-balancer"])
 	}
 	if !slices.Contains(req[kubeletName], "kube-controller-manager") {
