@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/pkg/layout"
+	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
 // The installer tests run install.sh into temporary roots: every directory
@@ -892,11 +893,11 @@ spec:
 `
 
 // podProcs lists the live processes in the cgroups of the pod with uid.
-func podProcs(uid string) []procInfo {
-	scope := nodeScope{podUIDs: map[string]bool{uid: true}}
-	var out []procInfo
-	for _, p := range listProcs() {
-		if p.state != 'Z' && inCgroup(p, scope.ownsPodCgroup) {
+func podProcs(uid string) []nodetest.Proc {
+	scope := nodetest.Scope{PodUIDs: map[string]bool{uid: true}}
+	var out []nodetest.Proc
+	for _, p := range nodetest.ListProcs() {
+		if p.State != 'Z' && inCgroup(p, scope.OwnsPodCgroup) {
 			out = append(out, p)
 		}
 	}
@@ -904,8 +905,8 @@ func podProcs(uid string) []procInfo {
 }
 
 // inCgroup: a component of one of p's cgroup paths satisfies match.
-func inCgroup(p procInfo, match func(string) bool) bool {
-	for _, line := range strings.Split(p.cgroup, "\n") {
+func inCgroup(p nodetest.Proc, match func(string) bool) bool {
+	for _, line := range strings.Split(p.Cgroup, "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) < 3 {
 			continue
@@ -922,9 +923,9 @@ func inCgroup(p procInfo, match func(string) bool) bool {
 // mountsUnder lists the mount points at or below any of dirs.
 func mountsUnder(dirs ...string) []string {
 	var out []string
-	for _, m := range mountPoints() {
+	for _, m := range nodetest.MountPoints() {
 		for _, d := range dirs {
-			if under(m, d) {
+			if nodetest.Under(m, d) {
 				out = append(out, m)
 				break
 			}
@@ -943,7 +944,7 @@ func cniNetns() []string {
 			out = append(out, filepath.Join("/run/netns", e.Name()))
 		}
 	}
-	for _, m := range mountPoints() {
+	for _, m := range nodetest.MountPoints() {
 		if strings.HasPrefix(m, "/run/netns/cni-") && !contains(out, m) {
 			out = append(out, m)
 		}
@@ -1002,10 +1003,10 @@ func outputLine(out, prefix string) []string {
 	return nil
 }
 
-func pidsOf(procs []procInfo) []string {
+func pidsOf(procs []nodetest.Proc) []string {
 	var out []string
 	for _, p := range procs {
-		out = append(out, fmt.Sprintf("%d(%s)", p.pid, filepath.Base(p.exe)))
+		out = append(out, fmt.Sprintf("%d(%s)", p.PID, filepath.Base(p.Exe)))
 	}
 	return out
 }
@@ -1038,10 +1039,10 @@ func TestKillallStopsNode(t *testing.T) {
 	if len(podPIDs) == 0 {
 		t.Fatalf("no process in the cgroups of pod %s", uid)
 	}
-	var shims, children []procInfo
-	procs := listProcs()
+	var shims, children []nodetest.Proc
+	procs := nodetest.ListProcs()
 	for _, p := range procs {
-		if p.isShim() && p.state != 'Z' {
+		if p.IsShim() && p.State != 'Z' {
 			shims = append(shims, p)
 		}
 	}
@@ -1050,11 +1051,11 @@ func TestKillallStopsNode(t *testing.T) {
 		// addons' pods may still be starting); such a child can be gone
 		// before killall looks. Containers are what killall must name; a
 		// runc left behind is caught below as a process under the data dir.
-		if filepath.Base(p.exe) == "runc" {
+		if filepath.Base(p.Exe) == "runc" {
 			continue
 		}
 		for _, sh := range shims {
-			if p.ppid == sh.pid && p.state != 'Z' {
+			if p.PPID == sh.PID && p.State != 'Z' {
 				children = append(children, p)
 			}
 		}
@@ -1062,9 +1063,9 @@ func TestKillallStopsNode(t *testing.T) {
 	if len(shims) == 0 || len(children) == 0 {
 		t.Fatalf("%d containerd shims with %d children before killall, want some", len(shims), len(children))
 	}
-	var containerd []procInfo
+	var containerd []nodetest.Proc
 	for _, p := range procs {
-		if len(p.argv) > 1 && filepath.Base(p.exe) == "skiff" && p.argv[1] == "containerd" && p.ppid == pid {
+		if len(p.Argv) > 1 && filepath.Base(p.Exe) == "skiff" && p.Argv[1] == "containerd" && p.PPID == pid {
 			containerd = append(containerd, p)
 		}
 	}
@@ -1106,14 +1107,14 @@ func TestKillallStopsNode(t *testing.T) {
 	// skiff first (its kubelet would restart the containers), then the
 	// shims with the containers under them.
 	stopping, killing := outputLine(out, "[INFO] Stopping skiff processes: "), outputLine(out, "[INFO] Killing containerd shims and pod processes: ")
-	for _, p := range append([]procInfo{{pid: pid}}, containerd...) {
-		if !contains(stopping, strconv.Itoa(p.pid)) {
-			t.Errorf("killall did not stop skiff process %d first:\n%s", p.pid, out)
+	for _, p := range append([]nodetest.Proc{{PID: pid}}, containerd...) {
+		if !contains(stopping, strconv.Itoa(p.PID)) {
+			t.Errorf("killall did not stop skiff process %d first:\n%s", p.PID, out)
 		}
 	}
-	for _, p := range append(append([]procInfo{}, shims...), children...) {
-		if !contains(killing, strconv.Itoa(p.pid)) {
-			t.Errorf("killall did not kill shim or container process %d (%s) after skiff:\n%s", p.pid, p.cmdline(), out)
+	for _, p := range append(append([]nodetest.Proc{}, shims...), children...) {
+		if !contains(killing, strconv.Itoa(p.PID)) {
+			t.Errorf("killall did not kill shim or container process %d (%s) after skiff:\n%s", p.PID, p.Cmdline(), out)
 		}
 	}
 	select {
@@ -1125,25 +1126,25 @@ func TestKillallStopsNode(t *testing.T) {
 
 	// Processes: killed ones may linger as zombies (PID 1 here does not
 	// reap), which hold nothing.
-	procs = listProcs()
-	alive := func(pid int) bool { p, ok := procs[pid]; return ok && p.state != 'Z' }
+	procs = nodetest.ListProcs()
+	alive := func(pid int) bool { p, ok := procs[pid]; return ok && p.State != 'Z' }
 	for _, p := range procs {
-		if p.state == 'Z' {
+		if p.State == 'Z' {
 			continue
 		}
 		switch {
-		case filepath.Base(p.exe) == "skiff" && strings.Contains(p.cmdline(), s.dataDir):
-			t.Errorf("skiff process %d (%s) survived killall", p.pid, p.cmdline())
-		case p.isShim() || under(p.exe, s.dataDir):
-			t.Errorf("containerd shim %d (%s) survived killall", p.pid, p.cmdline())
+		case filepath.Base(p.Exe) == "skiff" && strings.Contains(p.Cmdline(), s.dataDir):
+			t.Errorf("skiff process %d (%s) survived killall", p.PID, p.Cmdline())
+		case p.IsShim() || nodetest.Under(p.Exe, s.dataDir):
+			t.Errorf("containerd shim %d (%s) survived killall", p.PID, p.Cmdline())
 		case inCgroup(p, func(c string) bool { return strings.HasPrefix(c, "kubepods") }):
-			t.Errorf("process %d (%s) in a kubepods cgroup survived killall:\n%s", p.pid, p.cmdline(), p.cgroup)
+			t.Errorf("process %d (%s) in a kubepods cgroup survived killall:\n%s", p.PID, p.Cmdline(), p.Cgroup)
 		}
 	}
-	for _, group := range [][]procInfo{containerd, shims, children, podPIDs} {
+	for _, group := range [][]nodetest.Proc{containerd, shims, children, podPIDs} {
 		for _, p := range group {
-			if alive(p.pid) {
-				t.Errorf("process %d (%s) survived killall", p.pid, p.cmdline())
+			if alive(p.PID) {
+				t.Errorf("process %d (%s) survived killall", p.PID, p.Cmdline())
 			}
 		}
 	}
@@ -1401,7 +1402,7 @@ func TestKillallKubeletDir(t *testing.T) {
 			dir := filepath.Join(r.root, "kubelet")
 			other := filepath.Join(r.root, "other-kubelet")
 			t.Cleanup(func() {
-				if left := unmountUnder([]string{r.root}); len(left) > 0 {
+				if left := nodetest.UnmountUnder([]string{r.root}); len(left) > 0 {
 					t.Errorf("cleanup: still mounted: %v", left)
 				}
 			})
@@ -1430,7 +1431,7 @@ func TestKillallKubeletDir(t *testing.T) {
 			if !strings.Contains(out, "[INFO] Unmounted 2 mounts under "+dir+"\n") {
 				t.Errorf("killall output does not report 2 unmounts under %s:\n%s", dir, out)
 			}
-			mounts := mountPoints()
+			mounts := nodetest.MountPoints()
 			if !contains(mounts, dir) {
 				t.Errorf("killall unmounted the kubelet dir %s itself", dir)
 			}

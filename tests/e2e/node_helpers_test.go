@@ -749,46 +749,6 @@ func checkKubeletDirUnused(t *testing.T, rootDir string) {
 	os.RemoveAll("/var/lib/kubelet")
 }
 
-// The view of processes and pod cgroups that install_test.go checks
-// killall with: nodetest's, under the names it was written with.
-
-type procInfo struct {
-	pid, ppid int
-	state     byte
-	exe       string
-	argv      []string
-	cgroup    string
-}
-
-func listProcs() map[int]procInfo {
-	procs := map[int]procInfo{}
-	for pid, p := range nodetest.ListProcs() {
-		procs[pid] = procInfo{pid: p.PID, ppid: p.PPID, state: p.State, exe: p.Exe, argv: p.Argv, cgroup: p.Cgroup}
-	}
-	return procs
-}
-
-func (p procInfo) proc() nodetest.Proc {
-	return nodetest.Proc{PID: p.pid, PPID: p.ppid, State: p.state, Exe: p.exe, Argv: p.argv, Cgroup: p.cgroup}
-}
-
-func (p procInfo) cmdline() string { return p.proc().Cmdline() }
-func (p procInfo) isShim() bool    { return p.proc().IsShim() }
-
-type nodeScope struct{ podUIDs map[string]bool }
-
-func (sc nodeScope) ownsPodCgroup(name string) bool {
-	return nodetest.Scope{PodUIDs: sc.podUIDs}.OwnsPodCgroup(name)
-}
-
-func under(path, dir string) bool { return nodetest.Under(path, dir) }
-
-func mountPoints() []string { return nodetest.MountPoints() }
-
-func unmountUnder(prefixes []string) []string { return nodetest.UnmountUnder(prefixes) }
-
-var nodeRule = nodetest.NodeRule
-
 // --- preflight -----------------------------------------------------------------
 
 // testRoot returns the test temp dir (<TMPDIR>/Test<name><n>/<nnn>, as
