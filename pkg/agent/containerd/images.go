@@ -180,6 +180,9 @@ type ImageDir struct {
 
 	mu   sync.Mutex
 	seen map[string]fileKey // path -> version last imported (or failed)
+	// watching, when set, is called once Watch sees every new file: the
+	// tests' signal to drop one.
+	watching func()
 }
 
 // fileKey identifies a version of a file cheaply.
@@ -273,6 +276,9 @@ func (d *ImageDir) Watch(ctx context.Context) error {
 	// Scanning after the watch is set up misses nothing in between.
 	if err := d.ImportAll(ctx); err != nil {
 		return err
+	}
+	if d.watching != nil {
+		d.watching()
 	}
 
 	ready := make(chan string)

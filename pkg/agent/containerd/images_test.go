@@ -3,7 +3,6 @@ package containerd
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -118,21 +117,19 @@ func TestImageDirWatch(t *testing.T) {
 	t.Cleanup(func() { settle = old })
 
 	dir := filepath.Join(t.TempDir(), "images")
-	d := &ImageDir{Dir: dir, Address: "/nonexistent.sock"}
+	watching := make(chan struct{})
+	d := &ImageDir{Dir: dir, Address: "/nonexistent.sock", watching: func() { close(watching) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Watch(ctx) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(dir); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Watch did not create the dir")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-watching:
+	case err := <-done:
+		t.Fatalf("Watch returned before watching: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch did not start watching")
 	}
-	time.Sleep(100 * time.Millisecond) // let the watch start
 	f := filepath.Join(dir, "new.tgz")
 	writeRegistries(t, f, "not gzip")
 	for !strings.Contains(logs.String(), "import "+f+": ") {

@@ -179,7 +179,10 @@ func TestRealContainerd(t *testing.T) {
 	imgDir := filepath.Join(data, "agent", "images")
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan error, 1)
-	go func() { watchDone <- (&ImageDir{Dir: imgDir, Address: cfg.Address}).Watch(watchCtx) }()
+	watching := make(chan struct{})
+	go func() {
+		watchDone <- (&ImageDir{Dir: imgDir, Address: cfg.Address, watching: func() { close(watching) }}).Watch(watchCtx)
+	}()
 	defer func() {
 		stopWatch()
 		if err := <-watchDone; err != nil {
@@ -190,14 +193,11 @@ func TestRealContainerd(t *testing.T) {
 	if _, err := images.Write(&zbuf, images.Spec{Name: "skiff/test-data:2", Files: []images.File{{Path: "/data", Content: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
-	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(imgDir); err == nil {
-			break
-		} else if time.Since(start) > 5*time.Second {
-			t.Fatal("Watch did not create the image dir")
-		}
+	select {
+	case <-watching:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Watch did not start watching the image dir")
 	}
-	time.Sleep(100 * time.Millisecond) // the watch is set up right after the mkdir
 	zf, err := os.Create(filepath.Join(imgDir, "data.tar.zst"))
 	if err != nil {
 		t.Fatal(err)
