@@ -15,8 +15,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
 // TestAgentNode runs one server with its agent as a single-node cluster and
@@ -524,6 +527,46 @@ spec:
 		s.kubectl("scale", "deployment", "web", "--replicas=4")
 		for _, p := range s.waitPodsRunning("app=web", 4) {
 			checkPodIP(t, p, podNet)
+		}
+	})
+
+	// kill -9 of skiff's containerd: skiff starts it again, the pods live
+	// on in their shims, and the kubelet goes on without a restart of skiff.
+	run("a killed containerd is started again and the pods keep running", func(t *testing.T) {
+		containerdChild := func() int {
+			for pid, p := range nodetest.ListProcs() {
+				if p.PPID == s.cmd.Process.Pid && len(p.Argv) > 1 && p.Argv[1] == "containerd" && p.State != 'Z' {
+					return pid
+				}
+			}
+			return 0
+		}
+		killed := containerdChild()
+		if killed == 0 {
+			t.Fatal("no containerd child of skiff found")
+		}
+		before := containersOn(t, s, node.Metadata.Name)
+		if err := syscall.Kill(killed, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, func() error {
+			s.alive()
+			if pid := containerdChild(); pid == 0 || pid == killed {
+				return fmt.Errorf("containerd not started again yet (child %d, killed %d)", pid, killed)
+			}
+			return nil
+		})
+		if !strings.Contains(s.log(), "starting it again") {
+			t.Error("the log does not say containerd is started again")
+		}
+		s.kubectl("scale", "deployment", "web", "--replicas=5")
+		s.waitPodsRunning("app=web", 5)
+		s.alive()
+		after := containersOn(t, s, node.Metadata.Name)
+		for pod, ids := range before {
+			if after[pod] != ids {
+				t.Errorf("pod %s: containers %s before containerd was killed, %s after", pod, ids, after[pod])
+			}
 		}
 	})
 

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +37,8 @@ type Process struct {
 	// default [os.Executable(), "containerd"], i.e. skiff's own Main. The
 	// flags --config, --address (and --log-level) are appended.
 	Command []string
+
+	pid atomic.Int64 // the running containerd's, for the tests
 }
 
 // Name implements the component interface.
@@ -42,9 +46,11 @@ func (p *Process) Name() string { return "containerd" }
 
 // Start writes the configuration, starts containerd and returns once it
 // answers on its socket. containerd runs until ctx is cancelled; the
-// returned channel then receives nil, or an error if containerd exited on
-// its own, and is closed. Errors do not repeat "start containerd", which
-// the component runner adds.
+// returned channel then receives nil, and is closed. A containerd that
+// exits on its own is started again (pods live on in their shims, and the
+// kubelet reconnects); only one that keeps exiting, or cannot be started
+// again, ends the component with an error. Errors do not repeat "start
+// containerd", which the component runner adds.
 //
 // containerd gets SIGKILL when the OS thread that started it exits. Go
 // keeps threads alive unless a goroutine exits while locked to one, so
@@ -59,10 +65,6 @@ func (p *Process) Start(ctx context.Context) (<-chan error, error) {
 			return nil, err
 		}
 	}
-	if err := clearSocket(ctx, c.Address); err != nil {
-		return nil, err
-	}
-
 	argv := p.Command
 	if len(argv) == 0 {
 		exe, err := os.Executable()
@@ -76,6 +78,76 @@ func (p *Process) Start(ctx context.Context) (<-chan error, error) {
 		argv = append(argv, "--log-level", "debug")
 	}
 
+	child, err := p.launch(ctx, c, argv)
+	if err != nil {
+		return nil, err
+	}
+	if err := setDefaultSnapshotter(ctx, c.Address, c.Snapshotter); err != nil {
+		stop(child.cmd, child.exited)
+		return nil, err
+	}
+	logrus.Infof("containerd is serving on %s (snapshotter %s)", c.Address, c.Snapshotter)
+
+	done := make(chan error, 1)
+	go func() {
+		defer close(done)
+		var exits []time.Time // recent unexpected exits
+		for {
+			select {
+			case <-ctx.Done():
+				stop(child.cmd, child.exited)
+				done <- nil
+				return
+			case err := <-child.exited:
+				reason := fmt.Sprintf("containerd exited unexpectedly (%s)%s", exitReason(err), logSummary(c.LogFile, child.logStart))
+				now := time.Now()
+				exits = slices.DeleteFunc(append(exits, now), func(t time.Time) bool { return now.Sub(t) > RestartWindow })
+				if len(exits) > MaxRestarts {
+					done <- fmt.Errorf("%s; it exited %d times within %s, so skiff stops instead of starting it again", reason, len(exits), RestartWindow)
+					return
+				}
+				logrus.Warnf("%s; starting it again", reason)
+				select {
+				case <-ctx.Done():
+					done <- nil
+					return
+				case <-time.After(time.Duration(len(exits)-1) * time.Second):
+				}
+				if child, err = p.launch(ctx, c, argv); err != nil {
+					if ctx.Err() != nil {
+						done <- nil
+					} else {
+						done <- fmt.Errorf("start containerd again: %w", err)
+					}
+					return
+				}
+				logrus.Infof("containerd is serving again on %s", c.Address)
+			}
+		}
+	}()
+	return done, nil
+}
+
+// MaxRestarts is how many unexpected exits of containerd within
+// RestartWindow skiff answers by starting it again; one more ends the
+// node with the error.
+var (
+	MaxRestarts   = 5
+	RestartWindow = 10 * time.Minute
+)
+
+// child is one containerd process.
+type child struct {
+	cmd      *exec.Cmd
+	exited   <-chan error
+	logStart int64 // where its lines begin in the log file
+}
+
+// launch starts containerd and returns once it answers on its socket.
+func (p *Process) launch(ctx context.Context, c Config, argv []string) (*child, error) {
+	if err := clearSocket(ctx, c.Address); err != nil {
+		return nil, err
+	}
 	logf, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open containerd log file: %w", err)
@@ -98,6 +170,7 @@ func (p *Process) Start(ctx context.Context) (<-chan error, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	p.pid.Store(int64(cmd.Process.Pid))
 	logrus.Infof("containerd started (pid %d), logging to %s", cmd.Process.Pid, c.LogFile)
 
 	exited := make(chan error, 1)
@@ -110,24 +183,7 @@ func (p *Process) Start(ctx context.Context) (<-chan error, error) {
 		stop(cmd, exited)
 		return nil, fmt.Errorf("%w; see %s", err, c.LogFile)
 	}
-	if err := setDefaultSnapshotter(ctx, c.Address, c.Snapshotter); err != nil {
-		stop(cmd, exited)
-		return nil, err
-	}
-	logrus.Infof("containerd is serving on %s (snapshotter %s)", c.Address, c.Snapshotter)
-
-	done := make(chan error, 1)
-	go func() {
-		defer close(done)
-		select {
-		case err := <-exited:
-			done <- fmt.Errorf("containerd exited unexpectedly (%s)%s", exitReason(err), logSummary(c.LogFile, logStart))
-		case <-ctx.Done():
-			stop(cmd, exited)
-			done <- nil
-		}
-	}()
-	return done, nil
+	return &child{cmd: cmd, exited: exited, logStart: logStart}, nil
 }
 
 var errExited = errors.New("containerd exited")

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,11 +93,13 @@ func TestRealContainerd(t *testing.T) {
 		Snapshotter:    os.Getenv("SKIFF_CONTAINERD_TEST_SNAPSHOTTER"), // "" probes
 		Debug:          true,
 	}
+	var proc *Process
 	start := func() (context.CancelFunc, <-chan error) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		t0 := time.Now()
-		done, err := (&Process{Config: cfg, Command: []string{exe}}).Start(ctx)
+		proc = &Process{Config: cfg, Command: []string{exe}}
+		done, err := proc.Start(ctx)
 		if err != nil {
 			cancel()
 			t.Fatal(err)
@@ -309,8 +312,91 @@ func TestRealContainerd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// A containerd killed under skiff is started again, and finds the
+	// container still running; the component does not end.
+	killed := proc.pid.Load()
+	if err := syscall.Kill(int(killed), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("the component ended after containerd was killed: %v", err)
+		default:
+		}
+		if pid := proc.pid.Load(); pid != killed && answers(ctx, cfg.Address) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("containerd was not started again after it was killed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	conn.Connect()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		st, err := criRuntime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.ContainerId})
+		if err == nil {
+			if st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+				t.Fatalf("after containerd was killed: container state %v (%s)", st.Status.State, st.Status.Message)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after containerd was killed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if _, err := criRuntime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctr.ContainerId, Timeout: 5}); err != nil {
 		t.Errorf("stop container: %v", err)
+	}
+}
+
+// A containerd that keeps exiting ends the component with its last
+// words, instead of being started again for ever.
+func TestContainerdThatKeepsExitingEndsTheComponent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: containerd mounts snapshots")
+	}
+	restore := MaxRestarts
+	MaxRestarts = 0
+	defer func() { MaxRestarts = restore }()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(mainEnv, "containerd") // inherited by the child
+	run, err := os.MkdirTemp("/run", "skiff-ct-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
+	data := t.TempDir()
+	l := layout.New(data).Agent
+	cfg := Config{
+		RootDir: l.ContainerdDir, ConfigDir: l.ContainerdConfigDir, CNIConfDir: l.CNIConfDir, LogFile: l.ContainerdLog,
+		StateDir: filepath.Join(run, "state"), Address: filepath.Join(run, "c.sock"), BinDir: t.TempDir(),
+		SandboxImage: "skiff/test-pause:1", RegistriesFile: filepath.Join(data, "registries.yaml"), Snapshotter: "native",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := &Process{Config: cfg, Command: []string{exe}}
+	done, err := p.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(int(p.pid.Load()), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "containerd exited unexpectedly (signal: killed)") || !strings.Contains(err.Error(), "skiff stops instead of starting it again") {
+			t.Fatalf("component ended with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the component did not end")
 	}
 }
 
