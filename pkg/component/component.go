@@ -156,7 +156,7 @@ func Run(ctx context.Context, ready func(), comps ...Component) error {
 	for i := range readyCh {
 		readyCh[i] = make(chan struct{})
 	}
-	// Closing abort cancels the starts under way and those still waiting.
+	// abort cancels the starts under way and those still waiting.
 	aborted, abort := context.WithCancel(context.Background())
 	defer abort()
 	results := make(chan started, len(comps))
