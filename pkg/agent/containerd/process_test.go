@@ -53,6 +53,39 @@ func TestStartFailsWithLog(t *testing.T) {
 	}
 }
 
+// realContainerdConfig makes the test binary run containerd (its TestMain
+// dispatches on mainEnv) and returns it with a Config on a fresh data dir,
+// whose layout it returns too.
+func realContainerdConfig(t *testing.T, binDir, snapshotter string) (exe string, cfg Config, paths layout.Layout) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(mainEnv, "containerd") // inherited by the child
+
+	// Socket paths are short-limited, so not under t.TempDir().
+	run, err := os.MkdirTemp("/run", "skiff-ct-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
+	paths = layout.New(t.TempDir())
+	l := paths.Agent
+	return exe, Config{
+		RootDir:        l.ContainerdDir,
+		ConfigDir:      l.ContainerdConfigDir,
+		CNIConfDir:     l.CNIConfDir,
+		LogFile:        l.ContainerdLog,
+		StateDir:       filepath.Join(run, "state"),
+		Address:        filepath.Join(run, "c.sock"),
+		BinDir:         binDir,
+		SandboxImage:   "skiff/test-pause:1",
+		RegistriesFile: filepath.Join(paths.DataDir, "registries.yaml"),
+		Snapshotter:    snapshotter,
+	}, paths
+}
+
 // TestRealContainerd runs containerd (this test binary acting as Main) with
 // the generated config, imports an image, checks the CRI plugin lists it,
 // and runs a pod through CRI, with the bundled runc and shim, across a
@@ -66,33 +99,8 @@ func TestRealContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("unpack the bundled runc and shim (scripts/build-helpers makes them): %v", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(mainEnv, "containerd") // inherited by the child
-
-	// Socket paths are short-limited, so not under t.TempDir().
-	run, err := os.MkdirTemp("/run", "skiff-ct-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(run) })
-	data := t.TempDir()
-	l := layout.New(data).Agent
-	cfg := Config{
-		RootDir:        l.ContainerdDir,
-		ConfigDir:      l.ContainerdConfigDir,
-		CNIConfDir:     l.CNIConfDir,
-		LogFile:        l.ContainerdLog,
-		StateDir:       filepath.Join(run, "state"),
-		Address:        filepath.Join(run, "c.sock"),
-		BinDir:         binDir,
-		SandboxImage:   "skiff/test-pause:1",
-		RegistriesFile: filepath.Join(data, "registries.yaml"),
-		Snapshotter:    os.Getenv("SKIFF_CONTAINERD_TEST_SNAPSHOTTER"), // "" probes
-		Debug:          true,
-	}
+	exe, cfg, paths := realContainerdConfig(t, binDir, os.Getenv("SKIFF_CONTAINERD_TEST_SNAPSHOTTER")) // "" probes
+	cfg.Debug = true
 	var proc *Process
 	start := func() (context.CancelFunc, <-chan error) {
 		t.Helper()
@@ -179,7 +187,7 @@ func TestRealContainerd(t *testing.T) {
 
 	// Another image, zstd-compressed, dropped into a watched image dir
 	// (which Watch creates).
-	imgDir := filepath.Join(data, "agent", "images")
+	imgDir := paths.Agent.ImagesDir
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan error, 1)
 	watching := make(chan struct{})
@@ -252,7 +260,7 @@ func TestRealContainerd(t *testing.T) {
 	// run from the imported image, without any pull.
 	podCfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "p", Uid: "u1", Namespace: "test", Attempt: 0},
-		LogDirectory: filepath.Join(data, "pods"),
+		LogDirectory: filepath.Join(paths.DataDir, "pods"),
 		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
 		}},
@@ -292,26 +300,33 @@ func TestRealContainerd(t *testing.T) {
 	}
 	containerRunning()
 
+	// stillRunning reconnects to a new containerd and finds the container
+	// running there.
+	stillRunning := func(when string) {
+		t.Helper()
+		conn.Connect()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := criRuntime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.ContainerId})
+			if err == nil {
+				if st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+					t.Fatalf("%s: container state %v (%s)", when, st.Status.State, st.Status.Message)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v", when, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
 	// Pods outlive containerd: restart it and find the container running.
 	stopped(cancel, done)
 	running = false
 	cancel, done = start()
 	running = true
-	conn.Connect()
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		st, err := criRuntime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.ContainerId})
-		if err == nil {
-			if st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-				t.Fatalf("after restart: container state %v (%s)", st.Status.State, st.Status.Message)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after restart: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	stillRunning("after restart")
 
 	// A containerd killed under skiff is started again, and finds the
 	// container still running; the component does not end.
@@ -334,21 +349,7 @@ func TestRealContainerd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	conn.Connect()
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		st, err := criRuntime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.ContainerId})
-		if err == nil {
-			if st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-				t.Fatalf("after containerd was killed: container state %v (%s)", st.Status.State, st.Status.Message)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after containerd was killed: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	stillRunning("after containerd was killed")
 	if _, err := criRuntime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctr.ContainerId, Timeout: 5}); err != nil {
 		t.Errorf("stop container: %v", err)
 	}
@@ -363,23 +364,7 @@ func TestContainerdThatKeepsExitingEndsTheComponent(t *testing.T) {
 	restore := MaxRestarts
 	MaxRestarts = 0
 	defer func() { MaxRestarts = restore }()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(mainEnv, "containerd") // inherited by the child
-	run, err := os.MkdirTemp("/run", "skiff-ct-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(run) })
-	data := t.TempDir()
-	l := layout.New(data).Agent
-	cfg := Config{
-		RootDir: l.ContainerdDir, ConfigDir: l.ContainerdConfigDir, CNIConfDir: l.CNIConfDir, LogFile: l.ContainerdLog,
-		StateDir: filepath.Join(run, "state"), Address: filepath.Join(run, "c.sock"), BinDir: t.TempDir(),
-		SandboxImage: "skiff/test-pause:1", RegistriesFile: filepath.Join(data, "registries.yaml"), Snapshotter: "native",
-	}
+	exe, cfg, _ := realContainerdConfig(t, t.TempDir(), "native")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := &Process{Config: cfg, Command: []string{exe}}
