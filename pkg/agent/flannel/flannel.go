@@ -98,7 +98,7 @@ func (f *Flannel) start(ctx context.Context) (<-chan error, error) {
 		return nil, err
 	}
 	if be == BackendNone {
-		return f.startNone(ctx)
+		return f.startNone()
 	}
 	if err := f.validate(); err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func (f *Flannel) start(ctx context.Context) (<-chan error, error) {
 // startNone leaves pod networking to the user. Skiff's own conflist from an
 // earlier run is removed so that the runtime does not keep using a network
 // nothing maintains any more.
-func (f *Flannel) startNone(ctx context.Context) (<-chan error, error) {
+func (f *Flannel) startNone() (<-chan error, error) {
 	logrus.Info("flannel: backend \"none\": not starting flannel; install a CNI plugin and its configuration yourself")
 	if f.CNIConfDir != "" {
 		stale := filepath.Join(f.CNIConfDir, CNIConfFile)
