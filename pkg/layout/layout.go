@@ -55,10 +55,12 @@ type Server struct {
 	AdminKubeconfig             string
 	ControllerManagerKubeconfig string
 	SchedulerKubeconfig         string
-	// DBDir holds the SQLite datastore and kine's socket.
+	// DBDir holds the SQLite datastore and kine's socket, or EtcdDir,
+	// the embedded etcd member's data.
 	DBDir        string
 	StateDB      string
 	KineSocket   string
+	EtcdDir      string
 	SnapshotsDir string
 	// TokenFile and AgentTokenFile are the cluster and agent-only join
 	// tokens, in their K10 form.
@@ -127,6 +129,7 @@ func New(dataDir string) Layout {
 			DBDir:                       db,
 			StateDB:                     filepath.Join(db, "state.db"),
 			KineSocket:                  filepath.Join(db, "kine.sock"),
+			EtcdDir:                     filepath.Join(db, "etcd"),
 			SnapshotsDir:                filepath.Join(db, "snapshots"),
 			TokenFile:                   filepath.Join(server, "token"),
 			AgentTokenFile:              filepath.Join(server, "agent-token"),
