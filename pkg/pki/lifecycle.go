@@ -134,10 +134,7 @@ func Rotate(c ManagedCert, serverTLSDir string) error {
 	if err != nil {
 		return err
 	}
-	if len(old.ExtKeyUsage) != 1 {
-		return fmt.Errorf("%s has %d extended key usages; skiff issues one", c.Cert, len(old.ExtKeyUsage))
-	}
-	spec := leafSpec{commonName: old.Subject.CommonName, orgs: old.Subject.Organization, dnsNames: old.DNSNames, ips: old.IPAddresses, usage: old.ExtKeyUsage[0]}
+	spec := leafSpec{commonName: old.Subject.CommonName, orgs: old.Subject.Organization, dnsNames: old.DNSNames, ips: old.IPAddresses, usages: old.ExtKeyUsage}
 	der, err := issueLeaf(ca, spec, key.Public())
 	if err != nil {
 		return fmt.Errorf("re-issue %s: %w", c.Cert, err)

@@ -128,8 +128,15 @@ type leafSpec struct {
 	orgs       []string
 	dnsNames   []string
 	ips        []net.IP
-	usage      x509.ExtKeyUsage
+	usages     []x509.ExtKeyUsage
 }
+
+// The extended key usages skiff's leaves carry; a leaf must have every one of
+// its spec's.
+var (
+	serverAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	clientAuth = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+)
 
 // EnsureServer creates whatever is missing in dir and reuses what exists. CAs and keys
 // are never replaced; leaf certificates are re-issued when missing, expiring within 120
@@ -197,13 +204,13 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 		ca        *certAuthority
 		spec      leafSpec
 	}{
-		{p.ServingCert, p.ServingKey, serverCA, leafSpec{commonName: servingCommonName, dnsNames: dnsNames, ips: ips, usage: x509.ExtKeyUsageServerAuth}},
-		{p.AdminCert, p.AdminKey, clientCA, leafSpec{commonName: "system:admin", orgs: []string{"system:masters"}, usage: x509.ExtKeyUsageClientAuth}},
-		{p.ControllerManagerCert, p.ControllerManagerKey, clientCA, leafSpec{commonName: "system:kube-controller-manager", usage: x509.ExtKeyUsageClientAuth}},
-		{p.SchedulerCert, p.SchedulerKey, clientCA, leafSpec{commonName: "system:kube-scheduler", usage: x509.ExtKeyUsageClientAuth}},
-		{p.KubeletClientCert, p.KubeletClientKey, clientCA, leafSpec{commonName: "system:kube-apiserver", orgs: []string{"system:masters"}, usage: x509.ExtKeyUsageClientAuth}},
-		{p.AuthProxyCert, p.AuthProxyKey, requestHeaderCA, leafSpec{commonName: "system:auth-proxy", usage: x509.ExtKeyUsageClientAuth}},
-		{p.MetricsServerCert, p.MetricsServerKey, addonServingCA, leafSpec{commonName: "metrics-server", dnsNames: []string{MetricsServerName}, usage: x509.ExtKeyUsageServerAuth}},
+		{p.ServingCert, p.ServingKey, serverCA, leafSpec{commonName: servingCommonName, dnsNames: dnsNames, ips: ips, usages: serverAuth}},
+		{p.AdminCert, p.AdminKey, clientCA, leafSpec{commonName: "system:admin", orgs: []string{"system:masters"}, usages: clientAuth}},
+		{p.ControllerManagerCert, p.ControllerManagerKey, clientCA, leafSpec{commonName: "system:kube-controller-manager", usages: clientAuth}},
+		{p.SchedulerCert, p.SchedulerKey, clientCA, leafSpec{commonName: "system:kube-scheduler", usages: clientAuth}},
+		{p.KubeletClientCert, p.KubeletClientKey, clientCA, leafSpec{commonName: "system:kube-apiserver", orgs: []string{"system:masters"}, usages: clientAuth}},
+		{p.AuthProxyCert, p.AuthProxyKey, requestHeaderCA, leafSpec{commonName: "system:auth-proxy", usages: clientAuth}},
+		{p.MetricsServerCert, p.MetricsServerKey, addonServingCA, leafSpec{commonName: "metrics-server", dnsNames: []string{MetricsServerName}, usages: serverAuth}},
 	}
 	for _, l := range leaves {
 		if err := ensureLeaf(l.cert, l.key, l.ca, l.spec); err != nil {
@@ -288,7 +295,7 @@ func (p *ServerPKI) SignClientCert(commonName string, orgs []string, pub crypto.
 	if err != nil {
 		return nil, fmt.Errorf("sign client certificate for %q: %w", commonName, err)
 	}
-	return signChain(ca, leafSpec{commonName: commonName, orgs: orgs, usage: x509.ExtKeyUsageClientAuth}, pub)
+	return signChain(ca, leafSpec{commonName: commonName, orgs: orgs, usages: clientAuth}, pub)
 }
 
 // SignKubeletServingCert signs pub with the kubelet-serving CA for a
@@ -302,7 +309,7 @@ func (p *ServerPKI) SignKubeletServingCert(commonName string, dnsNames []string,
 	if err != nil {
 		return nil, fmt.Errorf("sign kubelet serving certificate for %q: %w", commonName, err)
 	}
-	return signChain(ca, leafSpec{commonName: commonName, dnsNames: dnsNames, ips: ips, usage: x509.ExtKeyUsageServerAuth}, pub)
+	return signChain(ca, leafSpec{commonName: commonName, dnsNames: dnsNames, ips: ips, usages: serverAuth}, pub)
 }
 
 func signChain(ca *certAuthority, spec leafSpec, pub crypto.PublicKey) ([]byte, error) {
@@ -535,8 +542,10 @@ func leafIsCurrent(cert *x509.Certificate, ca *certAuthority, key crypto.Signer,
 	if cert.Subject.CommonName != spec.commonName || !slices.Equal(sortedCopy(cert.Subject.Organization), sortedCopy(spec.orgs)) {
 		return false
 	}
-	if !slices.Contains(cert.ExtKeyUsage, spec.usage) {
-		return false
+	for _, u := range spec.usages {
+		if !slices.Contains(cert.ExtKeyUsage, u) {
+			return false
+		}
 	}
 	if !slices.Equal(normalizeDNS(cert.DNSNames), normalizeDNS(spec.dnsNames)) {
 		return false
@@ -572,7 +581,7 @@ func issueLeaf(ca *certAuthority, spec leafSpec, pub crypto.PublicKey) ([]byte, 
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              usage,
-		ExtKeyUsage:           []x509.ExtKeyUsage{spec.usage},
+		ExtKeyUsage:           spec.usages,
 		BasicConstraintsValid: true,
 		DNSNames:              spec.dnsNames,
 		IPAddresses:           spec.ips,
