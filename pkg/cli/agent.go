@@ -10,30 +10,22 @@ import (
 	"github.com/skiff-io/skiff/pkg/config"
 )
 
-// flagServer names the server an agent joins.
-const flagServer = "server"
-
 // agentFlagNames are the server flags that also configure a joining node;
 // sharing the definitions keeps names, help and environment variables the
 // same on both commands.
 var agentFlagNames = []string{
 	flagConfig, flagDataDir, flagDebug,
-	flagToken, flagTokenFile,
+	flagServer, flagToken, flagTokenFile,
 	flagNodeIP, flagNodeName, flagNodeExternalIP, flagNodeLabel, flagNodeTaint,
 	flagFlannelIface, flagSnapshotter, flagRegistries, flagDefaultRuntime,
 	flagKubeletArg, flagKubeProxyArg,
 }
 
 func agentFlags() []cli.Flag {
-	flags := []cli.Flag{&cli.StringFlag{
-		Name:     flagServer,
-		Aliases:  []string{"s"},
-		Category: categoryCluster,
-		Usage:    "URL of the server to join, e.g. https://192.168.1.10:6443",
-		EnvVars:  envVar(flagServer),
-	}}
+	var flags []cli.Flag
 	// The server's wording of these speaks of the server's own state.
 	usage := map[string]string{
+		flagServer:    "URL of the server to join, e.g. https://192.168.1.10:6443",
 		flagToken:     "join token printed by \"skiff token\" on the server (K10 form, which pins the server's CA, or the bare secret)",
 		flagTokenFile: "file holding the join token; exclusive with --token",
 		flagDataDir:   "absolute directory for the node's credentials, helper executables, images and containerd state",

@@ -175,7 +175,7 @@ func TestServerAllFlags(t *testing.T) {
 	got := fmt.Sprintf("%s %s %d %s %s %s %v %v %s %s %s %s %s %s %o %s %q %q %q %v",
 		cfg.Paths.DataDir, cfg.BindAddress, cfg.HTTPSPort, cfg.AdvertiseAddress, cfg.NodeName, cfg.NodeIPs, sans(cfg),
 		cfg.Cluster.ClusterCIDRList(), cfg.Cluster.ServiceCIDRList(), cfg.Cluster.ClusterDNS, cfg.Cluster.ClusterDomain,
-		cfg.Token, cfg.KubeconfigPath, cfg.DatastoreEndpoint, cfg.KubeconfigMode, cfg.FlannelBackend,
+		cfg.Token, cfg.KubeconfigPath, cfg.Datastore.Endpoint, cfg.KubeconfigMode, cfg.FlannelBackend,
 		cfg.APIServerFlags, cfg.ControllerManagerFlags, cfg.SchedulerFlags, cfg.Debug)
 	want := `/srv/skiff 127.0.0.1 7443 192.168.1.10 n1 [192.168.1.10 fd00::10] [a.example.com b.example.com 10.0.0.1] ` +
 		`10.52.0.0/16 10.53.0.0/16 10.53.0.10 example.internal secret /tmp/kubeconfig.yaml postgres://db/skiff 644 host-gw ` +

@@ -15,6 +15,10 @@ import (
 	"github.com/skiff-io/skiff/pkg/layout"
 )
 
+// flagServer names the server a node (or a server joining an embedded
+// etcd cluster) joins.
+const flagServer = "server"
+
 // Long flag names; each is also the config file key.
 const (
 	flagConfig               = "config"
@@ -34,6 +38,10 @@ const (
 	flagKubeconfig           = "write-kubeconfig"
 	flagKubeconfigMode       = "write-kubeconfig-mode"
 	flagDatastoreEndpoint    = "datastore-endpoint"
+	flagDatastoreCAFile      = "datastore-cafile"
+	flagDatastoreCertFile    = "datastore-certfile"
+	flagDatastoreKeyFile     = "datastore-keyfile"
+	flagClusterInit          = "cluster-init"
 	flagSecretsEncryption    = "secrets-encryption"
 	flagDisableAgent         = "disable-agent"
 	flagDisable              = "disable"
@@ -119,6 +127,13 @@ func serverFlags() []cli.Flag {
 	token.Aliases = []string{"t"}
 	tokenFile := str(flagTokenFile, categoryCluster, "file holding the cluster join secret; exclusive with --token", "")
 	tokenFile.TakesFile = true
+	serverURL := str(flagServer, categoryCluster, "URL of a running server whose embedded etcd cluster this server joins, e.g. https://192.168.1.10:6443; needs --token", "")
+	serverURL.Aliases = []string{"s"}
+	file := func(name, usage string) *cli.StringFlag {
+		f := str(name, categoryCluster, usage, "")
+		f.TakesFile = true
+		return f
+	}
 	kubeconfig := str(flagKubeconfig, categoryKubeconfig, "where to write the admin kubeconfig", config.DefaultKubeconfig)
 	kubeconfig.Aliases = []string{"o"}
 	kubeconfig.TakesFile = true
@@ -153,7 +168,12 @@ func serverFlags() []cli.Flag {
 		token,
 		tokenFile,
 		str(flagAgentToken, categoryCluster, "second join secret that admits agents only; print its full form with \"skiff token --agent\"", ""),
-		str(flagDatastoreEndpoint, categoryCluster, "kine datastore endpoint (default: SQLite in the data dir)", ""),
+		&cli.BoolFlag{Name: flagClusterInit, Category: categoryCluster, Usage: "start a new cluster on embedded etcd, which more servers can join with --server", EnvVars: envVar(flagClusterInit)},
+		serverURL,
+		str(flagDatastoreEndpoint, categoryCluster, "external datastore as a kine endpoint (postgres://, mysql://, ...); servers given the same one and --token form one cluster (default: SQLite in the data dir)", ""),
+		file(flagDatastoreCAFile, "CA certificate the external datastore's server certificate is verified with"),
+		file(flagDatastoreCertFile, "client certificate for the external datastore"),
+		file(flagDatastoreKeyFile, "client key for the external datastore"),
 		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
 		list(flagDisable, categoryCluster, "addon not to deploy, removed if it runs: a bundled one ("+strings.Join(manifests.Names(), ", ")+") or a file of the manifests folder, named without its extension; repeat the flag or separate with commas"),
 		str(flagLocalStoragePath, categoryCluster, "directory on each node that volumes of the local-path storage class are created in (default: storage in the data dir)", ""),
@@ -231,6 +251,11 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		KubeconfigPath:             c.String(flagKubeconfig),
 		KubeconfigMode:             c.String(flagKubeconfigMode),
 		DatastoreEndpoint:          c.String(flagDatastoreEndpoint),
+		DatastoreCAFile:            c.String(flagDatastoreCAFile),
+		DatastoreCertFile:          c.String(flagDatastoreCertFile),
+		DatastoreKeyFile:           c.String(flagDatastoreKeyFile),
+		ClusterInit:                c.Bool(flagClusterInit),
+		ServerURL:                  c.String(flagServer),
 		SecretsEncryption:          c.Bool(flagSecretsEncryption),
 		DisableAgent:               c.Bool(flagDisableAgent),
 		Disable:                    splitCommas(c.StringSlice(flagDisable)),

@@ -123,7 +123,7 @@ type CompletedServer struct {
 	KubeconfigPath string
 	KubeconfigMode os.FileMode
 
-	DatastoreEndpoint string
+	Datastore         Datastore
 	SecretsEncryption bool
 	Disable           []string
 	// LocalStoragePath is where local-path volumes are made on every node.
@@ -181,7 +181,7 @@ func (s *Server) Complete() (*CompletedServer, error) {
 		AgentToken:             s.AgentToken,
 		KubeconfigPath:         s.KubeconfigPath,
 		KubeconfigMode:         mode,
-		DatastoreEndpoint:      s.DatastoreEndpoint,
+		Datastore:              s.datastore(),
 		SecretsEncryption:      s.SecretsEncryption,
 		Disable:                slices.Clone(s.Disable),
 		LocalStoragePath:       s.LocalStoragePath,
@@ -209,6 +209,53 @@ func (s *Server) Complete() (*CompletedServer, error) {
 		c.Node = &node
 	}
 	return c, nil
+}
+
+// DatastoreKind is what keeps the cluster's state.
+type DatastoreKind int
+
+const (
+	// EmbeddedSQLite, through kine, is the default: one server only.
+	EmbeddedSQLite DatastoreKind = iota
+	// EmbeddedEtcd runs an etcd member in every server.
+	EmbeddedEtcd
+	// External is a database given by --datastore-endpoint, through kine;
+	// every server given the same one and token is part of the cluster.
+	External
+)
+
+// Datastore is where the cluster's state lives.
+type Datastore struct {
+	Kind DatastoreKind
+	// Endpoint is the kine endpoint of an External datastore, or a
+	// SQLite file's outside the data dir.
+	Endpoint string
+	// CAFile, CertFile and KeyFile are kine's TLS files for Endpoint.
+	CAFile, CertFile, KeyFile string
+	// JoinURL is the running server an EmbeddedEtcd server joins; empty
+	// for the first server and for every restart of a member.
+	JoinURL string
+}
+
+// Shared reports whether several servers can run the cluster, so that
+// its controllers must be leader-elected.
+func (d Datastore) Shared() bool { return d.Kind != EmbeddedSQLite }
+
+func (s *Server) datastore() Datastore {
+	d := Datastore{
+		Endpoint: s.DatastoreEndpoint,
+		CAFile:   s.DatastoreCAFile,
+		CertFile: s.DatastoreCertFile,
+		KeyFile:  s.DatastoreKeyFile,
+		JoinURL:  s.ServerURL,
+	}
+	switch {
+	case s.ClusterInit || s.ServerURL != "":
+		d.Kind = EmbeddedEtcd
+	case s.DatastoreEndpoint != "" && !strings.HasPrefix(s.DatastoreEndpoint, "sqlite://"):
+		d.Kind = External
+	}
+	return d
 }
 
 // Complete checks the agent's settings, reporting every problem at once,

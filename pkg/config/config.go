@@ -45,6 +45,15 @@ type Server struct {
 
 	// DatastoreEndpoint is a kine endpoint; empty selects SQLite in DataDir.
 	DatastoreEndpoint string
+	// DatastoreCAFile, DatastoreCertFile and DatastoreKeyFile are the TLS
+	// files kine uses to reach an external database.
+	DatastoreCAFile, DatastoreCertFile, DatastoreKeyFile string
+	// ClusterInit starts a new cluster on embedded etcd, which more
+	// servers can join.
+	ClusterInit bool
+	// ServerURL, on a server, is a running server of the embedded etcd
+	// cluster this one joins.
+	ServerURL string
 
 	// SecretsEncryption encrypts Secrets at rest (pkg/secretsencrypt). Once
 	// a server has an encryption config it keeps using it without the flag.

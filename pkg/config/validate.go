@@ -35,6 +35,7 @@ func (s *Server) Validate() error {
 		s.validateKubeconfigMode,
 		s.ValidateNode,
 		s.validateAgentToken,
+		s.validateDatastore,
 		s.validateDisable,
 		s.validateLocalStoragePath,
 	}
@@ -52,6 +53,47 @@ func (s *Server) validateAgentToken() error {
 		return fmt.Errorf("invalid --agent-token: use a secret of at least 8 characters without ':' or spaces")
 	}
 	return nil
+}
+
+func (s *Server) validateDatastore() error {
+	var errs []error
+	if s.ClusterInit && s.ServerURL != "" {
+		errs = append(errs, errors.New("--cluster-init and --server both given: --cluster-init starts a new etcd cluster, --server joins a running one; pass only one"))
+	}
+	if s.DatastoreEndpoint != "" && (s.ClusterInit || s.ServerURL != "") {
+		errs = append(errs, errors.New("--datastore-endpoint cannot be combined with --cluster-init or --server: servers sharing an external datastore find each other through it; drop --cluster-init and --server, or drop --datastore-endpoint to use embedded etcd"))
+	}
+	if s.ServerURL != "" {
+		if err := validateServerURL(s.ServerURL); err != nil {
+			errs = append(errs, err)
+		}
+		if s.Token == "" {
+			errs = append(errs, errors.New("--server needs the cluster's token: pass --token with the output of \"skiff token\" on that server"))
+		}
+	}
+	if (s.DatastoreCAFile != "" || s.DatastoreCertFile != "" || s.DatastoreKeyFile != "") && s.DatastoreEndpoint == "" {
+		errs = append(errs, errors.New("--datastore-cafile, --datastore-certfile and --datastore-keyfile are for an external database: pass --datastore-endpoint too"))
+	}
+	if (s.DatastoreCertFile == "") != (s.DatastoreKeyFile == "") {
+		errs = append(errs, errors.New("--datastore-certfile and --datastore-keyfile go together: pass both or neither"))
+	}
+	for _, f := range []struct{ flag, path string }{
+		{"--datastore-cafile", s.DatastoreCAFile},
+		{"--datastore-certfile", s.DatastoreCertFile},
+		{"--datastore-keyfile", s.DatastoreKeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			errs = append(errs, fmt.Errorf("%s %s cannot be read (%v); give the path of an existing PEM file", f.flag, f.path, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // disableName is what --disable takes: a file name of the manifests

@@ -54,6 +54,25 @@ func TestValidate(t *testing.T) {
 		{name: "disable a path", modify: func(s *Server) { s.Disable = []string{"../etc/passwd"} },
 			wantErr: []string{`--disable value "../etc/passwd"`, "coredns, ingress"}},
 
+		{name: "cluster init", modify: func(s *Server) { s.ClusterInit = true }},
+		{name: "join an etcd cluster", modify: func(s *Server) { s.ServerURL = "https://192.0.2.1:6443"; s.Token = "secret" }},
+		{name: "join without a token", modify: func(s *Server) { s.ServerURL = "https://192.0.2.1:6443" },
+			wantErr: []string{"--server needs the cluster's token"}},
+		{name: "cluster init and join", modify: func(s *Server) { s.ClusterInit = true; s.ServerURL = "https://192.0.2.1:6443"; s.Token = "secret" },
+			wantErr: []string{"--cluster-init and --server both given"}},
+		{name: "external datastore and cluster init", modify: func(s *Server) { s.ClusterInit = true; s.DatastoreEndpoint = "postgres://db/skiff" },
+			wantErr: []string{"--datastore-endpoint cannot be combined with --cluster-init"}},
+		{name: "datastore TLS without an endpoint", modify: func(s *Server) { s.DatastoreCAFile = "/etc/hostname" },
+			wantErr: []string{"pass --datastore-endpoint too"}},
+		{name: "datastore cert without key", modify: func(s *Server) {
+			s.DatastoreEndpoint = "postgres://db/skiff"
+			s.DatastoreCertFile = "/etc/hostname"
+		}, wantErr: []string{"--datastore-certfile and --datastore-keyfile go together"}},
+		{name: "datastore CA missing", modify: func(s *Server) {
+			s.DatastoreEndpoint = "postgres://db/skiff"
+			s.DatastoreCAFile = "/nonexistent/ca.pem"
+		}, wantErr: []string{"--datastore-cafile /nonexistent/ca.pem cannot be read (no such file or directory)"}},
+
 		{name: "default runtime", modify: func(s *Server) { s.Node.DefaultRuntime = "nvidia-experimental" }},
 		{name: "default runtime not a handler name", modify: func(s *Server) { s.Node.DefaultRuntime = "/usr/bin/crun" },
 			wantErr: []string{`invalid --default-runtime "/usr/bin/crun"`, "such as crun"}},
@@ -182,6 +201,34 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %q, want every problem, %s among them", err, want)
 		}
+	}
+}
+
+func TestDatastoreKind(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		modify func(*Server)
+		want   DatastoreKind
+		shared bool
+	}{
+		{"default", func(*Server) {}, EmbeddedSQLite, false},
+		{"SQLite elsewhere", func(s *Server) { s.DatastoreEndpoint = "sqlite:///srv/state.db" }, EmbeddedSQLite, false},
+		{"PostgreSQL", func(s *Server) { s.DatastoreEndpoint = "postgres://db/skiff" }, External, true},
+		{"cluster init", func(s *Server) { s.ClusterInit = true }, EmbeddedEtcd, true},
+		{"joining", func(s *Server) { s.ServerURL = "https://192.0.2.1:6443"; s.Token = "t0ken-secret" }, EmbeddedEtcd, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := defaultServer()
+			s.NodeName, s.NodeIP = "n1", "192.0.2.5"
+			tc.modify(s)
+			c, err := s.Complete()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Datastore.Kind != tc.want || c.Datastore.Shared() != tc.shared {
+				t.Fatalf("kind %v shared %v, want %v %v", c.Datastore.Kind, c.Datastore.Shared(), tc.want, tc.shared)
+			}
+		})
 	}
 }
 

@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		return err
 	}
 
-	ds := &datastore.Datastore{Endpoint: cfg.DatastoreEndpoint, DBDir: l.DBDir, StateDB: l.StateDB, Socket: l.KineSocket}
+	ds := &datastore.Datastore{Endpoint: cfg.Datastore.Endpoint, DBDir: l.DBDir, StateDB: l.StateDB, Socket: l.KineSocket}
 	// One admin client, built on first use, serves every join-endpoint piece.
 	adminClient := kubeclient.Lazy(kubeconfigs.admin)
 	joinCache := &supervisor.Cache{Client: adminClient}
