@@ -143,14 +143,8 @@ var (
 // days, not signed by the current CA, or (for the serving certificate) when the SAN set
 // changed.
 func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := ensurePKIDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("resolve pki dir %s: %w", dir, err)
-	}
-	if err := os.MkdirAll(abs, dirMode); err != nil {
-		return nil, fmt.Errorf("create pki dir %s: %w", abs, err)
-	}
-	if err := ensureMode(abs, dirMode); err != nil {
 		return nil, err
 	}
 	p := newServerPKI(abs)
@@ -218,6 +212,21 @@ func EnsureServer(dir string, opts ServerOptions) (*ServerPKI, error) {
 		}
 	}
 	return p, nil
+}
+
+// ensurePKIDir creates dir with mode 0700 and returns its absolute path.
+func ensurePKIDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("resolve pki dir %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, dirMode); err != nil {
+		return "", fmt.Errorf("create pki dir %s: %w", abs, err)
+	}
+	if err := ensureMode(abs, dirMode); err != nil {
+		return "", err
+	}
+	return abs, nil
 }
 
 func migratingToKubeletServingCA(p *ServerPKI) (bool, error) {
