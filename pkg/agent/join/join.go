@@ -150,7 +150,7 @@ func retry(ctx context.Context, fn func() error) error {
 }
 
 func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
-	ca, err := j.fetchCA(ctx)
+	ca, err := FetchCA(ctx, j.serverURL, j.token)
 	if err != nil {
 		return nil, err
 	}
@@ -211,34 +211,36 @@ func (j *joiner) joinOnce(ctx context.Context) (*Credentials, error) {
 	return c, nil
 }
 
-// fetchCA reads /cacerts without trusting anything yet; the token's hash is
-// what makes the answer trustworthy.
-func (j *joiner) fetchCA(ctx context.Context) ([]byte, error) {
+// FetchCA reads the server CA bundle from serverURL's /cacerts without
+// trusting anything yet: the token's hash is what makes the answer
+// trustworthy, so a mismatch fails before any secret is sent. Servers
+// joining a cluster pin its CA the same way.
+func FetchCA(ctx context.Context, serverURL string, token pki.Token) ([]byte, error) {
 	insecure := &http.Client{
 		Timeout: 15 * time.Second,
 		// The CA is verified against the token below, not by TLS.
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.serverURL+"/cacerts", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, serverURL+"/cacerts", nil)
 	if err != nil {
-		return nil, permanentError{fmt.Errorf("invalid server URL %q: %w", j.serverURL, err)}
+		return nil, permanentError{fmt.Errorf("invalid server URL %q: %w", serverURL, err)}
 	}
 	resp, err := insecure.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("reach %s: %w", j.serverURL, err)
+		return nil, fmt.Errorf("reach %s: %w", serverURL, err)
 	}
 	defer resp.Body.Close()
 	ca, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("read CA from %s: %w", j.serverURL, err)
+		return nil, fmt.Errorf("read CA from %s: %w", serverURL, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch CA from %s: %s", j.serverURL, resp.Status)
+		return nil, fmt.Errorf("fetch CA from %s: %s", serverURL, resp.Status)
 	}
-	if j.token.CAHash == "" {
+	if token.CAHash == "" {
 		logrus.Warn("the join token has no CA hash (bare secret): the server's identity is not verified; use the full K10 token from `skiff token` to pin it")
-	} else if !j.token.VerifyCA(ca) {
-		return nil, permanentError{fmt.Errorf("the CA of the server at %s does not match the join token's hash: the token belongs to another cluster or the server was re-created; get the current token with `skiff token` on the server", j.serverURL)}
+	} else if !token.VerifyCA(ca) {
+		return nil, permanentError{fmt.Errorf("the CA of the server at %s does not match the join token's hash: the token belongs to another cluster or the server was re-created; get the current token with `skiff token` on the server", serverURL)}
 	}
 	return ca, nil
 }
