@@ -88,6 +88,51 @@ func (b built) Start(ctx context.Context) (<-chan error, error) {
 	return c.Start(ctx)
 }
 
+// Early starts c before the graph runs, for set-up that needs it running
+// (the datastore holds what the rest of a server is configured from). The
+// component it returns takes c's place in the graph: it hands over the
+// running c, and the runner stops it in its turn. stop stops c when the
+// graph is never run. c may require nothing.
+func Early(ctx context.Context, c Component) (adopted Component, stop func(), err error) {
+	if len(Requires(c)) > 0 {
+		return nil, nil, fmt.Errorf("start %s early: it requires %v", c.Name(), Requires(c))
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	// An interrupt during the early start ends it as it would in the graph.
+	stopWatch := context.AfterFunc(ctx, cancel)
+	done, err := c.Start(cctx)
+	stopWatch()
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("start %s: %w", c.Name(), err)
+	}
+	stop = func() {
+		cancel()
+		if done == nil {
+			return
+		}
+		select {
+		case <-done:
+		case <-time.After(StopTimeout):
+			logrus.Warnf("%s did not stop within %s", c.Name(), StopTimeout)
+		}
+	}
+	return early{name: c.Name(), done: done, cancel: cancel}, stop, nil
+}
+
+type early struct {
+	name   string
+	done   <-chan error
+	cancel context.CancelFunc
+}
+
+func (e early) Name() string { return e.name }
+
+func (e early) Start(ctx context.Context) (<-chan error, error) {
+	context.AfterFunc(ctx, e.cancel)
+	return e.done, nil
+}
+
 // Output is a value one component produces for the components that require
 // it: the producer sets it before it is ready, so a dependent reads it in
 // its own Start.

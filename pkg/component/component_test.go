@@ -287,3 +287,37 @@ func TestRunRefusesABadGraph(t *testing.T) {
 		t.Errorf("started despite a bad graph: %s", j)
 	}
 }
+
+func TestEarlyComponentIsStoppedInItsPlace(t *testing.T) {
+	j := &journal{}
+	comps := chain(j, "db", "api")
+	db, _, err := Early(context.Background(), comps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.add("set-up")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, cancel, db, comps[1]) }()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := j.String(), "start db,set-up,start api,stop api,stop db"; got != want {
+		t.Fatalf("lifecycle\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestEarlyComponentStopsWithoutTheGraph(t *testing.T) {
+	j := &journal{}
+	_, stop, err := Early(context.Background(), &fake{name: "db", journal: j, crash: make(chan error, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if got, want := j.String(), "start db,stop db"; got != want {
+		t.Fatalf("lifecycle\n got %s\nwant %s", got, want)
+	}
+	if _, _, err := Early(context.Background(), chain(j, "a", "b")[1]); err == nil {
+		t.Fatal("a component with requirements was started early")
+	}
+}

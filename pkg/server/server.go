@@ -109,14 +109,14 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,
 		Args: func() []string {
-			return append(flags.APIServer(cfg, certs, ds.ETCD.Get().Endpoints, encryptionConfig), cfg.APIServerFlags...)
+			return append(flags.APIServer(cfg, certs, flags.Etcd{Servers: ds.ETCD.Get().Endpoints}, encryptionConfig), cfg.APIServerFlags...)
 		},
 	}
 	cm := &controlplane.ControllerManager{
 		Args: append(flags.ControllerManager(cfg, certs, kubeconfigs.controllerManager), cfg.ControllerManagerFlags...),
 	}
 	sched := &controlplane.Scheduler{
-		Args: append(flags.Scheduler(kubeconfigs.scheduler), cfg.SchedulerFlags...),
+		Args: append(flags.Scheduler(cfg, kubeconfigs.scheduler), cfg.SchedulerFlags...),
 	}
 
 	ready := func() {

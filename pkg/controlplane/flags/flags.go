@@ -19,16 +19,23 @@ const (
 	SchedulerPort         = 10259
 )
 
+// Etcd is how the apiserver reaches its storage: kine's socket, or the
+// embedded etcd member with a client certificate.
+type Etcd struct {
+	Servers                   []string
+	CAFile, CertFile, KeyFile string
+}
+
 // APIServer are the kube-apiserver flags skiff sets. Users append their
 // own with --kube-apiserver-arg; later flags win. encryptionConfig is the
 // Secrets encryption config file, "" for none.
-func APIServer(cfg *config.CompletedServer, p *pki.ServerPKI, etcd []string, encryptionConfig string) []string {
+func APIServer(cfg *config.CompletedServer, p *pki.ServerPKI, etcd Etcd, encryptionConfig string) []string {
 	issuer := "https://kubernetes.default.svc." + cfg.Cluster.ClusterDomain
 	args := []string{
 		"--bind-address=" + cfg.BindAddress.String(),
 		"--secure-port=" + strconv.Itoa(cfg.HTTPSPort),
 		"--advertise-address=" + cfg.AdvertiseAddress.String(),
-		"--etcd-servers=" + strings.Join(etcd, ","),
+		"--etcd-servers=" + strings.Join(etcd.Servers, ","),
 		"--storage-backend=etcd3",
 		"--allow-privileged=true",
 		"--anonymous-auth=false",
@@ -65,6 +72,12 @@ func APIServer(cfg *config.CompletedServer, p *pki.ServerPKI, etcd []string, enc
 		// in-flight requests drain and the rest are cut after 2 s.
 		"--shutdown-send-retry-after=true",
 	}
+	if etcd.CertFile != "" {
+		args = append(args,
+			"--etcd-cafile="+etcd.CAFile,
+			"--etcd-certfile="+etcd.CertFile,
+			"--etcd-keyfile="+etcd.KeyFile)
+	}
 	if encryptionConfig != "" {
 		// Reloading lets "skiff secrets-encrypt" rotate keys without a
 		// restart: the apiserver checks the file once a minute.
@@ -83,7 +96,7 @@ func ControllerManager(cfg *config.CompletedServer, p *pki.ServerPKI, kubeconfig
 		"--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(ControllerManagerPort),
-		"--leader-elect=false",
+		"--leader-elect=" + leaderElect(cfg),
 		"--allocate-node-cidrs=true",
 		"--cluster-cidr=" + cfg.Cluster.ClusterCIDRList(),
 		"--service-cluster-ip-range=" + cfg.Cluster.ServiceCIDRList(),
@@ -113,14 +126,20 @@ func ControllerManager(cfg *config.CompletedServer, p *pki.ServerPKI, kubeconfig
 }
 
 // Scheduler are the kube-scheduler flags skiff sets.
-func Scheduler(kubeconfig string) []string {
+func Scheduler(cfg *config.CompletedServer, kubeconfig string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(SchedulerPort),
-		"--leader-elect=false",
+		"--leader-elect=" + leaderElect(cfg),
 		"--profiling=false",
 	}
+}
+
+// leaderElect is on wherever another server may run the same controllers;
+// alone on SQLite, electing would only cost a Lease write every 2 s.
+func leaderElect(cfg *config.CompletedServer) string {
+	return strconv.FormatBool(cfg.Datastore.Shared())
 }

@@ -40,7 +40,7 @@ func value(args []string, name string) (string, bool) {
 
 func TestAPIServerSecurityDefaults(t *testing.T) {
 	cfg, p := testServer(t)
-	args := APIServer(cfg, p, []string{"unix://kine.sock"}, "")
+	args := APIServer(cfg, p, Etcd{Servers: []string{"unix://kine.sock"}}, "")
 	want := map[string]string{
 		"anonymous-auth":                "false",
 		"authorization-mode":            "Node,RBAC",
@@ -64,12 +64,48 @@ func TestAPIServerSecurityDefaults(t *testing.T) {
 	if _, ok := value(args, "encryption-provider-config"); ok {
 		t.Error("an encryption config without --secrets-encryption")
 	}
-	args = APIServer(cfg, p, nil, "/data/enc.json")
+	if _, ok := value(args, "etcd-certfile"); ok {
+		t.Error("a client certificate for kine's socket")
+	}
+	args = APIServer(cfg, p, Etcd{}, "/data/enc.json")
 	if got, _ := value(args, "encryption-provider-config"); got != "/data/enc.json" {
 		t.Errorf("--encryption-provider-config = %q", got)
 	}
 	if got, _ := value(args, "encryption-provider-config-automatic-reload"); got != "true" {
 		t.Error("the encryption config is not reloaded, so a key rotation would need a restart")
+	}
+}
+
+func TestAPIServerReachesEtcdWithAClientCertificate(t *testing.T) {
+	cfg, p := testServer(t)
+	args := APIServer(cfg, p, Etcd{Servers: []string{"https://127.0.0.1:2379"}, CAFile: "/tls/etcd/server-ca.crt", CertFile: "/tls/etcd/client.crt", KeyFile: "/tls/etcd/client.key"}, "")
+	for name, w := range map[string]string{
+		"etcd-servers":  "https://127.0.0.1:2379",
+		"etcd-cafile":   "/tls/etcd/server-ca.crt",
+		"etcd-certfile": "/tls/etcd/client.crt",
+		"etcd-keyfile":  "/tls/etcd/client.key",
+	} {
+		if got, ok := value(args, name); !ok || got != w {
+			t.Errorf("--%s = %q (once: %v), want %q", name, got, ok, w)
+		}
+	}
+}
+
+func TestLeaderElectionWhereServersCanBeSeveral(t *testing.T) {
+	cfg, p := testServer(t)
+	for _, tc := range []struct {
+		kind config.DatastoreKind
+		want string
+	}{{config.EmbeddedSQLite, "false"}, {config.EmbeddedEtcd, "true"}, {config.External, "true"}} {
+		cfg.Datastore.Kind = tc.kind
+		for name, args := range map[string][]string{
+			"controller-manager": ControllerManager(cfg, p, "/cred/cm.kubeconfig"),
+			"scheduler":          Scheduler(cfg, "/cred/s.kubeconfig"),
+		} {
+			if got, _ := value(args, "leader-elect"); got != tc.want {
+				t.Errorf("datastore kind %v: %s --leader-elect=%s, want %s", tc.kind, name, got, tc.want)
+			}
+		}
 	}
 }
 
@@ -99,7 +135,8 @@ func TestControllerManagerSigners(t *testing.T) {
 }
 
 func TestSchedulerListensOnLoopback(t *testing.T) {
-	args := Scheduler("/cred/s.kubeconfig")
+	cfg, _ := testServer(t)
+	args := Scheduler(cfg, "/cred/s.kubeconfig")
 	if got, _ := value(args, "bind-address"); got != "127.0.0.1" {
 		t.Errorf("--bind-address = %q", got)
 	}
