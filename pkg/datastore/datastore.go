@@ -13,6 +13,7 @@ import (
 	"github.com/k3s-io/kine/pkg/drivers/generic"
 	"github.com/k3s-io/kine/pkg/drivers/sqlite"
 	"github.com/k3s-io/kine/pkg/endpoint"
+	"github.com/k3s-io/kine/pkg/tls"
 
 	"github.com/skiff-io/skiff/pkg/component"
 )
@@ -25,6 +26,9 @@ const maxUnixSocketPath = 107
 type Datastore struct {
 	// Endpoint is a kine endpoint; empty means SQLite in StateDB.
 	Endpoint string
+	// CAFile, CertFile and KeyFile are the TLS files kine reaches an
+	// external database with.
+	CAFile, CertFile, KeyFile string
 	// DBDir holds StateDB and Socket, kine's listener.
 	DBDir, StateDB, Socket string
 
@@ -61,6 +65,11 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 		Listener:  "unix://" + sock,
 		Endpoint:  ep,
 		WaitGroup: &wg,
+		BackendTLSConfig: tls.Config{
+			CAFile:   d.CAFile,
+			CertFile: d.CertFile,
+			KeyFile:  d.KeyFile,
+		},
 		ConnectionPoolConfig: generic.ConnectionPoolConfig{
 			MaxIdle:     20,
 			MaxIdleTime: 2 * time.Minute,

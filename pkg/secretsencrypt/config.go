@@ -79,6 +79,10 @@ func (f Files) ConfigPath() string { return filepath.Join(f.Dir, ConfigFile) }
 
 func (f Files) statePath() string { return filepath.Join(f.Dir, stateFile) }
 
+// Paths are the files that hold the keys and their stage: what every
+// server of a cluster must share.
+func (f Files) Paths() []string { return []string{f.ConfigPath(), f.statePath()} }
+
 // Config is the parsed encryption config file.
 type Config struct {
 	// Provider is "secretbox" or "aescbc".
