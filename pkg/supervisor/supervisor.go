@@ -5,6 +5,7 @@
 package supervisor
 
 import (
+	"context"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/json"
@@ -65,6 +66,10 @@ type Supervisor struct {
 	// Nodes, when set, lets the serving-certificate policy refuse an
 	// address another node already reports.
 	Nodes *Cache
+	// ServerBootstrap, when set, returns the body that answers a server
+	// joining the cluster: the shared files, sealed with the cluster
+	// token, and how the cluster stores its data.
+	ServerBootstrap func(context.Context) ([]byte, error)
 
 	guardOnce sync.Once
 	guard     *guard
@@ -85,6 +90,7 @@ func (s *Supervisor) Wrap(apiserver http.Handler) http.Handler {
 	mux.Handle("POST "+JoinPrefix+pki.NodeKubeletClient, s.authenticated(http.HandlerFunc(s.clientKubelet)))
 	mux.Handle("POST "+JoinPrefix+pki.NodeKubeletServing, s.authenticated(http.HandlerFunc(s.servingKubelet)))
 	mux.Handle("POST "+JoinPrefix+pki.NodeKubeProxy, s.authenticated(http.HandlerFunc(s.clientKubeProxy)))
+	mux.Handle("GET "+JoinPrefix+ServerBootstrapPath, s.authenticated(http.HandlerFunc(s.serverBootstrap)))
 	mux.Handle(JoinPrefix, s.authenticated(http.NotFoundHandler()))
 	mux.Handle("/", apiserver)
 	return mux
@@ -135,7 +141,7 @@ func (s *Supervisor) tokenMatches(user, pass string) (bool, error) {
 		return true, nil
 	}
 	// Every join endpoint serves agents, so agent-only tokens pass here;
-	// endpoints for joining servers would check the server token alone.
+	// the endpoint for joining servers checks the server token alone.
 	if s.AgentToken != nil && credentialsMatch(*s.AgentToken, user, pass) {
 		return true, nil
 	}
