@@ -90,7 +90,7 @@ func (m Material) checkIdentity(serverDir, identity string) error {
 		return fmt.Errorf("check which cluster %s belongs to: %w", serverDir, err)
 	}
 	if local != nil && !bytes.Equal(local, want) {
-		return fmt.Errorf("%s belongs to another cluster (its %s differs from this cluster's); remove that directory to join this cluster with it, or pass the --token of the cluster it belongs to", serverDir, identity)
+		return fmt.Errorf("the server data in %s belongs to another cluster (its %s differs from this cluster's); empty that directory to join this cluster, or pass the --token of the cluster it belongs to", serverDir, identity)
 	}
 	return nil
 }
