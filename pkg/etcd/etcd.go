@@ -194,7 +194,13 @@ func clientURL(ip netip.Addr, port int) url.URL {
 
 // walDir is where etcd keeps its log: etcd restarts from the data dir
 // when it holds a WAL, and bootstraps anew otherwise.
-func (e *Etcd) walDir() string { return filepath.Join(e.DataDir, "member", "wal") }
+func (e *Etcd) walDir() string { return walDir(e.DataDir) }
+
+func walDir(dataDir string) string { return filepath.Join(dataDir, "member", "wal") }
+
+// HasData reports whether dataDir holds a member's data, so that its
+// start is a restart: no join, whatever the flags say.
+func HasData(dataDir string) bool { return wal.Exist(walDir(dataDir)) }
 
 func (e *Etcd) config() (*embed.Config, zap.AtomicLevel, error) {
 	if e.MemberName == "" {

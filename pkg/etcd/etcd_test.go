@@ -119,7 +119,7 @@ func start(t *testing.T, e *Etcd) running {
 
 func connect(t *testing.T, c Client) *clientv3.Client {
 	t.Helper()
-	cli, err := c.connect()
+	cli, err := c.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}

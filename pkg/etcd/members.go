@@ -22,9 +22,9 @@ type Client struct {
 	CAFile, CertFile, KeyFile string
 }
 
-// connect makes a client; it dials lazily, so errors of reaching the
+// Connect makes a client; it dials lazily, so errors of reaching the
 // endpoints come with the first request.
-func (c Client) connect() (*clientv3.Client, error) {
+func (c Client) Connect() (*clientv3.Client, error) {
 	tlsConfig, err := (&transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile, TrustedCAFile: c.CAFile}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("etcd client TLS: %w", err)
@@ -60,7 +60,7 @@ func memberOf(m *etcdserverpb.Member) Member {
 
 // Members lists the cluster's members.
 func Members(ctx context.Context, c Client) ([]Member, error) {
-	cli, err := c.connect()
+	cli, err := c.Connect()
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ func RemoveMember(ctx context.Context, c Client, name string) error {
 	if name == "" {
 		return errors.New("remove etcd member: no name given")
 	}
-	cli, err := c.connect()
+	cli, err := c.Connect()
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func (p permanentError) Unwrap() error { return p.error }
 // is still a learner and for a few seconds after one joined.
 func (e *Etcd) join(ctx context.Context, peerURL string) (string, error) {
 	c := Client{Endpoints: e.Join, CAFile: e.PKI.ServerCACert, CertFile: e.PKI.ClientCert, KeyFile: e.PKI.ClientKey}
-	cli, err := c.connect()
+	cli, err := c.Connect()
 	if err != nil {
 		return "", err
 	}

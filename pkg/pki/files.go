@@ -18,3 +18,7 @@ var (
 	readOptional = fileutil.ReadOptional
 	ensureMode   = fileutil.EnsureMode
 )
+
+// ServerFiles names the server's PKI files under dir without touching the
+// disk, for code that lists them (what servers of a cluster share).
+func ServerFiles(dir string) *ServerPKI { return newServerPKI(dir) }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,11 +24,11 @@ import (
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/controlplane"
 	"github.com/skiff-io/skiff/pkg/controlplane/flags"
-	"github.com/skiff-io/skiff/pkg/datastore"
 	"github.com/skiff-io/skiff/pkg/deploy"
 	"github.com/skiff-io/skiff/pkg/dns"
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/layout"
+	"github.com/skiff-io/skiff/pkg/leader"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 	"github.com/skiff-io/skiff/pkg/supervisor"
@@ -46,6 +47,30 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		return err
 	}
 
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	// Until the graph takes the datastore over, a failure stops it here.
+	graphRuns := false
+	defer func() {
+		if !graphRuns {
+			st.stop()
+		}
+	}()
+	givenToken := cfg.Token
+	var secret string
+	if cfg.Datastore.Shared() {
+		var generated bool
+		if secret, generated, err = st.settleMaterial(ctx, cfg); err != nil {
+			return err
+		}
+		if generated {
+			givenToken = secret
+			logrus.Infof("generated a new cluster token in %s", l.TokenFile)
+		}
+	}
+
 	sans := serverSANs(cfg)
 	certs, err := pki.EnsureServer(l.TLSDir, sans)
 	if err != nil {
@@ -55,12 +80,15 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 	if err != nil {
 		return err
 	}
-	token, created, err := pki.EnsureClusterToken(l.TokenFile, cfg.Token, caBundle, certs.ServerCACert)
+	token, created, err := pki.EnsureClusterToken(l.TokenFile, givenToken, caBundle, certs.ServerCACert)
 	if err != nil {
 		return err
 	}
 	if created {
 		logrus.Infof("generated a new cluster token in %s", l.TokenFile)
+	}
+	if secret == "" {
+		secret = token.Password
 	}
 
 	agentToken, err := pki.EnsureAgentToken(l.AgentTokenFile, cfg.AgentToken, token)
@@ -86,7 +114,6 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		return err
 	}
 
-	ds := &datastore.Datastore{Endpoint: cfg.Datastore.Endpoint, DBDir: l.DBDir, StateDB: l.StateDB, Socket: l.KineSocket}
 	// One admin client, built on first use, serves every join-endpoint piece.
 	adminClient := kubeclient.Lazy(kubeconfigs.admin)
 	joinCache := &supervisor.Cache{Client: adminClient}
@@ -100,16 +127,17 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 			ClusterDomain:  cfg.Cluster.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
 		},
-		ServiceCIDRs: cfg.Cluster.ServiceCIDRs,
-		Passwords:    &supervisor.NodePasswords{Client: adminClient},
-		AgentToken:   agentToken,
-		JoinTokens:   &supervisor.JoinTokens{Client: adminClient, Cache: joinCache},
-		Nodes:        joinCache,
+		ServiceCIDRs:    cfg.Cluster.ServiceCIDRs,
+		Passwords:       &supervisor.NodePasswords{Client: adminClient},
+		AgentToken:      agentToken,
+		JoinTokens:      &supervisor.JoinTokens{Client: adminClient, Cache: joinCache},
+		Nodes:           joinCache,
+		ServerBootstrap: st.bootstrapResponse(cfg, secret),
 	}
 	api := &controlplane.APIServer{
 		Wrap: sup.Wrap,
 		Args: func() []string {
-			return append(flags.APIServer(cfg, certs, flags.Etcd{Servers: ds.ETCD.Get().Endpoints}, encryptionConfig), cfg.APIServerFlags...)
+			return append(flags.APIServer(cfg, certs, st.backend, encryptionConfig), cfg.APIServerFlags...)
 		},
 	}
 	cm := &controlplane.ControllerManager{
@@ -156,7 +184,17 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		}
 		return component.Requiring(c, names...)
 	}
+	// Controllers that act on the cluster run on one server at a time
+	// wherever there can be several.
+	elected := func(c component.Component) component.Component { return c }
+	if cfg.Datastore.Shared() {
+		identity := cfg.NodeName + "_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		elected = func(c component.Component) component.Component {
+			return leader.Elected(c, adminClient, identity)
+		}
+	}
 	roles := clusterRoles(kubeconfigs.admin)
+	ds := st.component
 	comps := []component.Component{
 		ds,
 		after(api, ds),
@@ -166,8 +204,8 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		after(roles, api),
 		after(cm, roles),
 		after(sched, roles),
-		after(deployer, roles),
-		after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api),
+		elected(after(deployer, roles)),
+		elected(after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api)),
 	}
 	if cfg.Node != nil {
 		node := &agent.Node{
@@ -191,6 +229,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		}
 		comps = append(comps, node.Components()...)
 	}
+	graphRuns = true
 	if err := component.Run(ctx, ready, comps...); err != nil {
 		return err
 	}

@@ -35,17 +35,44 @@ import (
 	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
-// The test network: the host namespace is the server node, on the bridge;
-// each agent node is a network namespace with one veth on the bridge.
+// The test network: the host namespace is the first server node, on the
+// bridge; each other node is a network namespace with one veth on the
+// bridge.
 const (
-	bridgeName   = "skt0"
-	bridgeIP     = "10.99.0.1"
-	testNetBits  = 24
-	agentNetns   = "sktn2"
-	agentVethOut = "skt0n2" // the host end, on the bridge
-	agentIface   = "eth0"   // the node's end, in its namespace
-	agentIP      = "10.99.0.2"
+	bridgeName  = "skt0"
+	bridgeIP    = "10.99.0.1"
+	testNetBits = 24
+	agentIface  = "eth0" // a node's end of its veth, in its namespace
+	agentIP     = "10.99.0.2"
 )
+
+// nodeNet is one node's network namespace and the host end of its veth,
+// on the bridge.
+type nodeNet struct {
+	netns, vethOut, ip string
+}
+
+// nodeNets are the namespaces the test network has room for: the agent's
+// and, for several servers, two more.
+var nodeNets = []nodeNet{
+	{netns: "sktn2", vethOut: "skt0n2", ip: agentIP},
+	{netns: "sktn3", vethOut: "skt0n3", ip: "10.99.0.3"},
+	{netns: "sktn4", vethOut: "skt0n4", ip: "10.99.0.4"},
+}
+
+// agentNetns is the namespace of the address agents have in most tests.
+var agentNetns = nodeNets[0].netns
+
+// netFor is the namespace that has ip.
+func netFor(t *testing.T, ip string) nodeNet {
+	for _, n := range nodeNets {
+		if n.ip == ip {
+			return n
+		}
+	}
+	t.Fatalf("no node namespace has the address %s", ip)
+	return nodeNet{}
+}
 
 // cgroupFS is where the cgroup hierarchies are mounted.
 const cgroupFS = "/sys/fs/cgroup"
@@ -91,19 +118,24 @@ func setupTestNetwork(t *testing.T) {
 		}
 	})
 	cidr := fmt.Sprintf("/%d", testNetBits)
-	for _, args := range [][]string{
+	steps := [][]string{
 		{"link", "add", bridgeName, "type", "bridge"},
 		{"addr", "add", bridgeIP + cidr, "dev", bridgeName},
 		{"link", "set", bridgeName, "up"},
-		{"netns", "add", agentNetns},
-		{"link", "add", agentVethOut, "type", "veth", "peer", "name", agentIface, "netns", agentNetns},
-		{"link", "set", agentVethOut, "master", bridgeName},
-		{"link", "set", agentVethOut, "up"},
-		{"-n", agentNetns, "link", "set", "lo", "up"},
-		{"-n", agentNetns, "addr", "add", agentIP + cidr, "dev", agentIface},
-		{"-n", agentNetns, "link", "set", agentIface, "up"},
-		{"-n", agentNetns, "route", "add", "default", "via", bridgeIP},
-	} {
+	}
+	for _, n := range nodeNets {
+		steps = append(steps, [][]string{
+			{"netns", "add", n.netns},
+			{"link", "add", n.vethOut, "type", "veth", "peer", "name", agentIface, "netns", n.netns},
+			{"link", "set", n.vethOut, "master", bridgeName},
+			{"link", "set", n.vethOut, "up"},
+			{"-n", n.netns, "link", "set", "lo", "up"},
+			{"-n", n.netns, "addr", "add", n.ip + cidr, "dev", agentIface},
+			{"-n", n.netns, "link", "set", agentIface, "up"},
+			{"-n", n.netns, "route", "add", "default", "via", bridgeIP},
+		}...)
+	}
+	for _, args := range steps {
 		if _, err := ipCmd(args...); err != nil {
 			t.Fatalf("setting up the test network: %v", err)
 		}
@@ -126,11 +158,16 @@ func removeMultiNodeLeftovers(t *testing.T) {
 	for _, d := range tops {
 		roots["/"+filepath.Base(d)] = true
 	}
-	_, errNS := os.Stat(filepath.Join("/run/netns", agentNetns))
-	if len(roots) == 0 && errNS != nil && !linkExists(bridgeName) {
+	var namespaces []string
+	for _, n := range nodeNets {
+		if _, err := os.Stat(filepath.Join("/run/netns", n.netns)); err == nil {
+			namespaces = append(namespaces, n.netns)
+		}
+	}
+	if len(roots) == 0 && len(namespaces) == 0 && !linkExists(bridgeName) {
 		return
 	}
-	t.Logf("preflight: removing what an earlier multi-node test left: cgroup roots %v, namespace %s, bridge %s", mapKeys(roots), agentNetns, bridgeName)
+	t.Logf("preflight: removing what an earlier multi-node test left: cgroup roots %v, namespaces %v, bridge %s", mapKeys(roots), namespaces, bridgeName)
 	for root := range roots {
 		removeAgentCgroups(t, root, true)
 	}
@@ -146,14 +183,16 @@ func mapKeys(m map[string]bool) []string {
 	return out
 }
 
-// removeTestNetwork deletes the agent's namespace (its links, cni0 and
-// flannel.1 inside it, and its iptables rules go with it once no process
-// is left in it) and the bridge, and waits until the kernel has removed
-// the veth.
+// removeTestNetwork deletes the nodes' namespaces (their links, cni0 and
+// flannel.1 inside, and their iptables rules go with them once no process
+// is left in them) and the bridge, and waits until the kernel has removed
+// the veths.
 func removeTestNetwork(t *testing.T) {
-	if _, err := os.Stat(filepath.Join("/run/netns", agentNetns)); err == nil {
-		if _, err := ipCmd("netns", "delete", agentNetns); err != nil {
-			t.Errorf("cleanup: %v", err)
+	for _, n := range nodeNets {
+		if _, err := os.Stat(filepath.Join("/run/netns", n.netns)); err == nil {
+			if _, err := ipCmd("netns", "delete", n.netns); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
 		}
 	}
 	if linkExists(bridgeName) {
@@ -162,13 +201,15 @@ func removeTestNetwork(t *testing.T) {
 		}
 	}
 	// A namespace is destroyed asynchronously after its last reference.
-	deadline := time.Now().Add(30 * time.Second)
-	for linkExists(agentVethOut) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
-	if linkExists(agentVethOut) {
-		if _, err := ipCmd("link", "delete", agentVethOut); err != nil {
-			t.Errorf("cleanup: the veth %s outlived the namespace %s (a process still in it?): %v", agentVethOut, agentNetns, err)
+	for _, n := range nodeNets {
+		deadline := time.Now().Add(30 * time.Second)
+		for linkExists(n.vethOut) && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if linkExists(n.vethOut) {
+			if _, err := ipCmd("link", "delete", n.vethOut); err != nil {
+				t.Errorf("cleanup: the veth %s outlived the namespace %s (a process still in it?): %v", n.vethOut, n.netns, err)
+			}
 		}
 	}
 }
@@ -186,6 +227,7 @@ type agentNode struct {
 	s          *server // the server it joins
 	name       string
 	ip         string
+	net        nodeNet
 	root       string // its temp dir: data, kubelet, state, log
 	dataDir    string
 	kubeletDir string
@@ -216,6 +258,8 @@ func agentCgroupRoot(nodeName string) string { return "/" + nodeName }
 // mounts of the node's own dirs.
 const nodeWrapper = `#!/bin/sh
 set -eu
+# Its own host name, as on a machine of its own: servers' leases name it.
+hostname "$SKT_HOSTNAME"
 unmount_under() {
 	awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo |
 		sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
@@ -255,6 +299,7 @@ func newAgent(t *testing.T, s *server, name, ip, serverURL, token string, extra 
 		s:          s,
 		name:       name,
 		ip:         ip,
+		net:        netFor(t, ip),
 		root:       root,
 		dataDir:    filepath.Join(root, "data"),
 		kubeletDir: filepath.Join(root, "kubelet"),
@@ -314,12 +359,13 @@ func (a *agentNode) wrapperPath() string {
 // command is the agent's command line, run in its namespaces.
 func (a *agentNode) command() *exec.Cmd {
 	cmd := exec.Command("nsenter", append([]string{
-		"--net=" + filepath.Join("/run/netns", agentNetns), "--",
-		"unshare", "--mount", "--propagation", "private", "--",
+		"--net=" + filepath.Join("/run/netns", a.net.netns), "--",
+		"unshare", "--mount", "--uts", "--propagation", "private", "--",
 		"/bin/sh", a.wrapperPath(), skiffBin,
 	}, a.args...)...)
 	cmd.Env = append(os.Environ(),
 		"KUBECONFIG=",
+		"SKT_HOSTNAME="+a.name,
 		"SKT_STATE="+a.stateDir,
 		// The server node's state: its temp dir and its runtime dir.
 		"SKT_HIDE="+filepath.Dir(a.s.dataDir),
