@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/skiff-io/skiff/pkg/layout"
 )
 
@@ -129,6 +131,15 @@ type CompletedServer struct {
 	// LocalStoragePath is where local-path volumes are made on every node.
 	LocalStoragePath string
 
+	// EtcdSnapshots are this server's scheduled snapshots of the embedded
+	// etcd; other datastores have none.
+	EtcdSnapshots EtcdSnapshots
+	// ClusterReset makes the embedded etcd member a new one-member cluster
+	// keeping its data, or the data of the snapshot at
+	// ClusterResetRestorePath; the server stops once it is done.
+	ClusterReset            bool
+	ClusterResetRestorePath string
+
 	APIServerFlags         []string
 	ControllerManagerFlags []string
 	SchedulerFlags         []string
@@ -190,6 +201,8 @@ func (s *Server) Complete() (*CompletedServer, error) {
 		SchedulerFlags:         PassthroughFlags(s.ExtraSchedulerArgs),
 		Debug:                  s.Debug,
 	}
+	c.EtcdSnapshots = s.etcdSnapshots(paths)
+	c.ClusterReset, c.ClusterResetRestorePath = s.ClusterReset, s.ClusterResetRestorePath
 	if c.FlannelBackend == "" {
 		c.FlannelBackend = DefaultFlannelBackend
 	}
@@ -250,12 +263,36 @@ func (s *Server) datastore() Datastore {
 		JoinURL:  s.ServerURL,
 	}
 	switch {
-	case s.ClusterInit || s.ServerURL != "":
+	case s.ClusterInit || s.ServerURL != "" || s.ClusterReset:
 		d.Kind = EmbeddedEtcd
 	case s.DatastoreEndpoint != "" && !strings.HasPrefix(s.DatastoreEndpoint, "sqlite://"):
 		d.Kind = External
 	}
 	return d
+}
+
+// EtcdSnapshots schedules a server's snapshots of its etcd member.
+type EtcdSnapshots struct {
+	Disabled bool
+	// Cron is the schedule as given, for logs; Schedule is it parsed.
+	Cron      string
+	Schedule  cron.Schedule
+	Retention int
+	Dir       string
+}
+
+func (s *Server) etcdSnapshots(paths layout.Layout) EtcdSnapshots {
+	spec := s.EtcdSnapshotScheduleCron
+	if spec == "" {
+		spec = DefaultEtcdSnapshotCron
+	}
+	// Validate has accepted it.
+	schedule, _ := parseCron(spec)
+	dir := s.EtcdSnapshotDir
+	if dir == "" {
+		dir = paths.Server.SnapshotsDir
+	}
+	return EtcdSnapshots{Disabled: s.DisableEtcdSnapshots, Cron: spec, Schedule: schedule, Retention: s.EtcdSnapshotRetention, Dir: dir}
 }
 
 // Complete checks the agent's settings, reporting every problem at once,

@@ -16,6 +16,9 @@ const (
 	DefaultClusterDomain  = "cluster.local"
 	DefaultKubeconfigMode = "0600"
 	DefaultBindAddress    = "0.0.0.0"
+	// Every twelve hours, five kept per server: k3s's defaults.
+	DefaultEtcdSnapshotCron      = "0 */12 * * *"
+	DefaultEtcdSnapshotRetention = 5
 )
 
 // Server is everything `skiff server` needs to run. Fields are filled by
@@ -54,6 +57,20 @@ type Server struct {
 	// ServerURL, on a server, is a running server of the embedded etcd
 	// cluster this one joins.
 	ServerURL string
+	// EtcdSnapshotScheduleCron, a five-field cron spec, schedules each
+	// server's snapshots of the embedded etcd; empty means the default.
+	EtcdSnapshotScheduleCron string
+	// EtcdSnapshotRetention is how many scheduled snapshots each server
+	// keeps; 0 keeps them all.
+	EtcdSnapshotRetention int
+	// EtcdSnapshotDir holds the snapshots; empty means the data dir's.
+	EtcdSnapshotDir      string
+	DisableEtcdSnapshots bool
+	// ClusterReset makes this server's etcd member a new one-member
+	// cluster keeping its data, after restoring ClusterResetRestorePath
+	// if that is set; the server then stops.
+	ClusterReset            bool
+	ClusterResetRestorePath string
 
 	// SecretsEncryption encrypts Secrets at rest (pkg/secretsencrypt). Once
 	// a server has an encryption config it keeps using it without the flag.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/skiff-io/skiff/manifests"
 )
 
@@ -36,6 +38,7 @@ func (s *Server) Validate() error {
 		s.ValidateNode,
 		s.validateAgentToken,
 		s.validateDatastore,
+		s.validateEtcdSnapshots,
 		s.validateDisable,
 		s.validateLocalStoragePath,
 	}
@@ -95,6 +98,37 @@ func (s *Server) validateDatastore() error {
 	}
 	return errors.Join(errs...)
 }
+
+func (s *Server) validateEtcdSnapshots() error {
+	var errs []error
+	if s.EtcdSnapshotScheduleCron != "" {
+		if _, err := parseCron(s.EtcdSnapshotScheduleCron); err != nil {
+			errs = append(errs, fmt.Errorf("invalid --etcd-snapshot-schedule-cron %q (%v); give five fields, minute hour day-of-month month day-of-week, e.g. %q for every twelve hours", s.EtcdSnapshotScheduleCron, err, DefaultEtcdSnapshotCron))
+		}
+	}
+	if s.EtcdSnapshotRetention < 0 {
+		errs = append(errs, fmt.Errorf("invalid --etcd-snapshot-retention %d; give how many snapshots each server keeps, e.g. %d, or 0 to keep them all", s.EtcdSnapshotRetention, DefaultEtcdSnapshotRetention))
+	}
+	if s.EtcdSnapshotDir != "" && !filepath.IsAbs(s.EtcdSnapshotDir) {
+		errs = append(errs, fmt.Errorf("invalid --etcd-snapshot-dir %q: relative path; use an absolute path such as /var/backups/skiff", s.EtcdSnapshotDir))
+	}
+	if s.ClusterResetRestorePath != "" {
+		if !s.ClusterReset {
+			errs = append(errs, errors.New("--cluster-reset-restore-path needs --cluster-reset: pass both to restore the snapshot into a new one-member cluster"))
+		}
+		if st, err := os.Stat(s.ClusterResetRestorePath); err != nil || !st.Mode().IsRegular() {
+			errs = append(errs, fmt.Errorf("--cluster-reset-restore-path %s is not a readable file; give the path of an etcd snapshot (\"skiff etcd-snapshot ls\" lists them)", s.ClusterResetRestorePath))
+		}
+	}
+	if s.ClusterReset && s.DatastoreEndpoint != "" {
+		errs = append(errs, errors.New("--cluster-reset is for embedded etcd, and --datastore-endpoint names an external datastore; restore that database with its own tools instead"))
+	}
+	return errors.Join(errs...)
+}
+
+// parseCron parses a standard five-field cron spec (or a descriptor such
+// as @daily), in the host's time zone.
+func parseCron(spec string) (cron.Schedule, error) { return cron.ParseStandard(spec) }
 
 // disableName is what --disable takes: a file name of the manifests
 // folder without its extension (or an Addon name).
