@@ -106,6 +106,7 @@ func NewApp(a Actions) *cli.App {
 			tokenCommand(a),
 			checkConfigCommand(),
 			datastoreCommand(),
+			etcdSnapshotCommand(),
 			certificateCommand(),
 			secretsEncryptCommand(),
 			completionCommand(),

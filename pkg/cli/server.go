@@ -63,6 +63,16 @@ const (
 	flagNodeExternalIP       = "node-external-ip"
 )
 
+// The embedded etcd's snapshots and recovery, named as in k3s.
+const (
+	flagEtcdSnapshotScheduleCron = "etcd-snapshot-schedule-cron"
+	flagEtcdSnapshotRetention    = "etcd-snapshot-retention"
+	flagEtcdSnapshotDir          = "etcd-snapshot-dir"
+	flagDisableEtcdSnapshots     = "disable-etcd-snapshots"
+	flagClusterReset             = "cluster-reset"
+	flagClusterResetRestorePath  = "cluster-reset-restore-path"
+)
+
 const (
 	categoryGeneral    = "General"
 	categoryListener   = "Listener"
@@ -71,6 +81,7 @@ const (
 	categoryCluster    = "Cluster"
 	categoryKubeconfig = "Kubeconfig"
 	categoryComponents = "Components"
+	categoryEtcd       = "Embedded etcd"
 )
 
 // envVar derives the environment variable for a flag; a few flags keep the
@@ -174,6 +185,15 @@ func serverFlags() []cli.Flag {
 		file(flagDatastoreCAFile, "CA certificate the external datastore's server certificate is verified with"),
 		file(flagDatastoreCertFile, "client certificate for the external datastore"),
 		file(flagDatastoreKeyFile, "client key for the external datastore"),
+		str(flagEtcdSnapshotScheduleCron, categoryEtcd, "when each server saves a snapshot of its etcd member, as a five-field cron spec (minute hour day-of-month month day-of-week) in the host's time zone", config.DefaultEtcdSnapshotCron),
+		&cli.IntFlag{Name: flagEtcdSnapshotRetention, Category: categoryEtcd, Usage: "how many scheduled snapshots each server keeps; older ones are deleted after each new one (0 keeps them all)", Value: config.DefaultEtcdSnapshotRetention, EnvVars: envVar(flagEtcdSnapshotRetention)},
+		etcdSnapshotDirFlag(),
+		&cli.BoolFlag{Name: flagDisableEtcdSnapshots, Category: categoryEtcd, Usage: "take no scheduled snapshots of the embedded etcd", EnvVars: envVar(flagDisableEtcdSnapshots)},
+		&cli.BoolFlag{Name: flagClusterReset, Category: categoryEtcd, EnvVars: envVar(flagClusterReset),
+			Usage: "make this server's etcd member a new cluster of one that keeps its data, for when too few servers are left for a quorum; " +
+				"skiff then exits: start it again without this flag, and rejoin the other servers with --server after moving their etcd data (server/db/etcd in their data dir) away"},
+		&cli.StringFlag{Name: flagClusterResetRestorePath, Category: categoryEtcd, EnvVars: envVar(flagClusterResetRestorePath), TakesFile: true,
+			Usage: "with --cluster-reset: first restore this snapshot file (the current etcd data is kept beside it, as server/db/etcd-old-UNIXTIME in the data dir), then exit as --cluster-reset does"},
 		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
 		list(flagDisable, categoryCluster, "addon not to deploy, removed if it runs: a bundled one ("+strings.Join(manifests.Names(), ", ")+") or a file of the manifests folder, named without its extension; repeat the flag or separate with commas"),
 		str(flagLocalStoragePath, categoryCluster, "directory on each node that volumes of the local-path storage class are created in (default: storage in the data dir)", ""),
@@ -256,6 +276,12 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		DatastoreKeyFile:           c.String(flagDatastoreKeyFile),
 		ClusterInit:                c.Bool(flagClusterInit),
 		ServerURL:                  c.String(flagServer),
+		EtcdSnapshotScheduleCron:   c.String(flagEtcdSnapshotScheduleCron),
+		EtcdSnapshotRetention:      c.Int(flagEtcdSnapshotRetention),
+		EtcdSnapshotDir:            c.String(flagEtcdSnapshotDir),
+		DisableEtcdSnapshots:       c.Bool(flagDisableEtcdSnapshots),
+		ClusterReset:               c.Bool(flagClusterReset),
+		ClusterResetRestorePath:    c.String(flagClusterResetRestorePath),
 		SecretsEncryption:          c.Bool(flagSecretsEncryption),
 		DisableAgent:               c.Bool(flagDisableAgent),
 		Disable:                    splitCommas(c.StringSlice(flagDisable)),
