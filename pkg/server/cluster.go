@@ -95,6 +95,9 @@ func openStore(ctx context.Context, cfg *config.CompletedServer) (*store, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := etcd.ClearResetMarker(l.EtcdDir); err != nil {
+		logrus.Warnf("etcd: %v", err)
+	}
 	client := e.Client.Get()
 	return &store{
 		component: c,

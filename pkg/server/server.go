@@ -47,6 +47,9 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		return err
 	}
 
+	if cfg.ClusterReset {
+		return resetCluster(ctx, cfg)
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -206,6 +209,9 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		after(sched, roles),
 		elected(after(deployer, roles)),
 		elected(after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api)),
+	}
+	if snapshots := scheduledSnapshots(cfg, st); snapshots != nil {
+		comps = append(comps, after(snapshots, ds))
 	}
 	if cfg.Node != nil {
 		node := &agent.Node{
