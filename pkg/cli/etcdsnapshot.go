@@ -57,13 +57,14 @@ func etcdSnapshotCommand() *cli.Command {
 					if err != nil {
 						return inCommand(cmd, err)
 					}
-					node, err := memberName(c, client)
+					const why = "snapshots are taken from its running etcd member"
+					node, err := memberName(c, client, why)
 					if err != nil {
 						return inCommand(cmd, err)
 					}
 					s, err := etcd.SaveSnapshot(c.Context, client, snapshotDir(c), c.String("name"), node, time.Now())
 					if err != nil {
-						return inCommand(cmd, notRunning(c, err))
+						return inCommand(cmd, notRunning(c, err, why))
 					}
 					fmt.Fprintln(c.App.Writer, s.Path)
 					return nil
@@ -150,7 +151,7 @@ func etcdSnapshotCommand() *cli.Command {
 					if err != nil {
 						return inCommand(cmd, err)
 					}
-					node, err := memberName(c, client)
+					node, err := memberName(c, client, "its etcd member tells this server's snapshots from others'")
 					if err != nil {
 						return inCommand(cmd, err)
 					}
@@ -193,17 +194,18 @@ func localMember(c *cli.Context) (etcd.Client, error) {
 	return client, nil
 }
 
-func memberName(c *cli.Context, client etcd.Client) (string, error) {
+func memberName(c *cli.Context, client etcd.Client, why string) (string, error) {
 	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
 	defer cancel()
 	node, err := etcd.MemberName(ctx, client)
-	return node, notRunning(c, err)
+	return node, notRunning(c, err, why)
 }
 
-// notRunning words the failure to reach the member for this command.
-func notRunning(c *cli.Context, err error) error {
+// notRunning words the failure to reach the member, with why the command
+// needs it.
+func notRunning(c *cli.Context, err error, why string) error {
 	if errors.Is(err, etcd.ErrNotRunning) {
-		return fmt.Errorf("the skiff server of %s is not running (%v): start it first, snapshots are taken from its running etcd member", c.String(flagDataDir), err)
+		return fmt.Errorf("the skiff server of %s is not running (%v): start it first, %s", c.String(flagDataDir), err, why)
 	}
 	return err
 }

@@ -38,7 +38,11 @@ func (s *etcdSnapshots) Name() string { return "etcd snapshots" }
 
 func (s *etcdSnapshots) Start(ctx context.Context) (<-chan error, error) {
 	done := make(chan error)
-	logrus.Infof("etcd snapshots: saved on the schedule %q into %s, the newest %d kept", s.opts.Cron, s.opts.Dir, s.opts.Retention)
+	kept := "all kept"
+	if s.opts.Retention > 0 {
+		kept = fmt.Sprintf("the newest %d kept", s.opts.Retention)
+	}
+	logrus.Infof("etcd snapshots: saved on the schedule %q into %s, %s", s.opts.Cron, s.opts.Dir, kept)
 	go func() {
 		defer close(done)
 		for {
