@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
-	"time"
 
-	"github.com/sirupsen/logrus"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/informers"
 
 	"github.com/skiff-io/skiff/pkg/agent/loadbalancer"
 	"github.com/skiff-io/skiff/pkg/component"
@@ -66,8 +65,10 @@ func (s *serverBalancer) joined() (string, error) {
 	return u.Host, nil
 }
 
-// discovery refreshes the balancer's server list every 30 s, reading the
-// EndpointSlices with kubeconfig's credentials (kube-proxy's).
+// discovery keeps the balancer's server list current, watching the
+// `kubernetes` EndpointSlices with kubeconfig's credentials (kube-proxy's).
+// It watches rather than polls: the list must be complete before a server
+// fails, since the watch itself goes through the balancer.
 func (s *serverBalancer) discovery(kubeconfig string) component.Component {
 	return &serverDiscovery{balancer: s, kubeconfig: kubeconfig}
 }
@@ -88,36 +89,39 @@ func (d *serverDiscovery) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, err
 	}
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithNamespace(metav1.NamespaceDefault),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = discoveryv1.LabelServiceName + "=kubernetes"
+		}))
+	informer := factory.Discovery().V1().EndpointSlices().Informer()
+	if err := kubeclient.OnChange("the apiservers' endpoints", informer, func() {
+		var eps []*discoveryv1.EndpointSlice
+		for _, o := range informer.GetStore().List() {
+			if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+				eps = append(eps, es)
+			}
+		}
+		// --server stays a candidate: it is how the node reached the
+		// cluster first, and may be a name that outlives addresses.
+		d.balancer.lb.SetServers(append(apiServers(eps), joined))
+	}); err != nil {
+		return nil, err
+	}
+	factory.Start(ctx.Done())
 	done := make(chan error)
 	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(30 * time.Second):
-			}
-			servers, err := apiServers(ctx, client)
-			if err != nil {
-				logrus.Debugf("load balancer: list apiservers: %v", err)
-				continue
-			}
-			d.balancer.lb.SetServers(append(servers, joined))
-		}
+		<-ctx.Done()
+		factory.Shutdown()
+		close(done)
 	}()
 	return done, nil
 }
 
 // apiServers returns host:port of every ready apiserver endpoint.
-func apiServers(ctx context.Context, client kubernetes.Interface) ([]string, error) {
-	slices, err := client.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{
-		LabelSelector: discoveryv1.LabelServiceName + "=kubernetes",
-	})
-	if err != nil {
-		return nil, err
-	}
+func apiServers(eps []*discoveryv1.EndpointSlice) []string {
 	var out []string
-	for _, es := range slices.Items {
+	for _, es := range eps {
 		var port int32
 		for _, p := range es.Ports {
 			if p.Port != nil && (p.Name == nil || *p.Name == "https") {
@@ -136,5 +140,6 @@ func apiServers(ctx context.Context, client kubernetes.Interface) ([]string, err
 			}
 		}
 	}
-	return out, nil
+	slices.Sort(out)
+	return out
 }

@@ -72,6 +72,7 @@ func TestHighAvailability(t *testing.T) {
 		names = append(names, n.name)
 		s.waitNodes(names, 5*time.Minute, n.alive)
 	}
+	prepareAgentCgroups(t, agentCgroupRoot("skt-agent"))
 	a := newAgent(t, s, "skt-agent", agentIP, "", token)
 	a.start()
 	alive := []func(){a.alive}
@@ -79,6 +80,11 @@ func TestHighAvailability(t *testing.T) {
 		alive = append(alive, n.alive)
 	}
 	s.waitNodes(append(names, a.name), 5*time.Minute, alive...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			keepLogs(t, "ha", append([]string{s.logPath, a.logPath}, joined[0].logPath, joined[1].logPath))
+		}
+	})
 
 	// via[i] reaches the cluster through server i only.
 	ips := []string{bridgeIP, joined[0].ip, joined[1].ip}
@@ -186,6 +192,7 @@ func TestHighAvailability(t *testing.T) {
 // namespaces, joining s's embedded etcd cluster with token.
 func newJoiningServer(t *testing.T, s *server, name, ip, token string, extra ...string) *agentNode {
 	t.Helper()
+	prepareAgentCgroups(t, agentCgroupRoot(name))
 	n := newAgent(t, s, name, ip, "", token, append([]string{"--https-listen-port", strconv.Itoa(s.port)}, extra...)...)
 	n.args[0] = "server"
 	n.args = append(n.args, "--write-kubeconfig", filepath.Join(n.root, "kubeconfig.yaml"))
@@ -261,4 +268,25 @@ spec:
         image: %s
         imagePullPolicy: IfNotPresent
 `, name, replicas, name, name, node, webImageV1)
+}
+
+// keepLogs copies logs to /tmp/skiff-test-logs/<name>/ before the test's
+// temp dirs go: a multi-node failure is read from every node's full log.
+func keepLogs(t *testing.T, name string, paths []string) {
+	dir := filepath.Join(os.TempDir(), "skiff-test-logs", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Logf("keep logs: %v", err)
+		return
+	}
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		dst := filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(p)))
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Logf("keep logs: %v", err)
+		}
+	}
+	t.Logf("full logs kept in %s", dir)
 }
