@@ -210,6 +210,9 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		elected(after(deployer, roles)),
 		elected(after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api)),
 	}
+	if st.member != nil {
+		comps = append(comps, elected(after(&memberRemoval{client: adminClient, etcd: st.member.Client.Get}, api)))
+	}
 	if snapshots := scheduledSnapshots(cfg, st); snapshots != nil {
 		comps = append(comps, after(snapshots, ds))
 	}

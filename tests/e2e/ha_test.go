@@ -186,6 +186,24 @@ func TestHighAvailability(t *testing.T) {
 			r.kubectl("get", "configmap", "ha-after-rejoin")
 		}
 	})
+
+	run("deleting a server's node takes it out of the etcd cluster", func(t *testing.T) {
+		gone := joined[1]
+		defer gone.bind(t)()
+		via[0].kubectl("delete", "node", gone.name)
+		select {
+		case <-gone.exited:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("server %s still runs 2 minutes after its node was deleted", gone.name)
+		}
+		if log := gone.log()[gone.logStart:]; !strings.Contains(log, "was removed from the cluster") {
+			t.Errorf("the removed server's log does not say it was removed:\n%s", tail(log, 3000))
+		}
+		gone.cmd = nil
+		// Two members are left, and two are a quorum: the API still writes.
+		via[1].kubectl("create", "configmap", "ha-after-removal")
+		via[0].kubectl("get", "configmap", "ha-after-removal")
+	})
 }
 
 // newJoiningServer prepares `skiff server` as node name at ip, in its own
