@@ -150,6 +150,7 @@ func (e *Etcd) Start(ctx context.Context) (<-chan error, error) {
 		CertFile:  e.PKI.ClientCert,
 		KeyFile:   e.PKI.ClientKey,
 	})
+	go e.watchQuorum(ctx, srv)
 	done := make(chan error, 1)
 	go func() {
 		defer close(done)

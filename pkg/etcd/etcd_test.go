@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"net"
 	"net/netip"
 	"os"
@@ -330,6 +331,41 @@ func TestQuorumLossIsExplained(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "server-2") || !strings.Contains(msg, "quorum") {
 		t.Errorf("error does not name the missing member and the lost quorum: %v", err)
 	}
+}
+
+func TestQuorumLostWhileRunningIsReported(t *testing.T) {
+	defer func(every, after time.Duration) { quorumCheckEvery, noLeaderFor = every, after }(quorumCheckEvery, noLeaderFor)
+	quorumCheckEvery, noLeaderFor = 200*time.Millisecond, 2*time.Second
+	logs := logtest.NewGlobal()
+	defer logs.Reset()
+
+	first := newMember(t, "server-1", nil)
+	r1 := start(t, first)
+	second := newMember(t, "server-2", first)
+	second.Join = []string{first.advertisedClientURL()}
+	r2 := start(t, second)
+	// server-1 stopped: server-2 alone is not a majority of two.
+	if err := r1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var report string
+	for deadline := time.Now().Add(20 * time.Second); report == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		for _, e := range logs.AllEntries() {
+			if strings.Contains(e.Message, "has had no leader") {
+				report = e.Message
+			}
+		}
+	}
+	if report == "" {
+		t.Fatal("a member without a leader for longer than noLeaderFor logged nothing")
+	}
+	t.Logf("report: %s", report)
+	for _, want := range []string{"member server-2", "unreachable: server-1 (https://", "reachable: server-2", "--cluster-reset"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report does not say %q", want)
+		}
+	}
+	_ = r2.stop()
 }
 
 func TestPortInUseIsExplained(t *testing.T) {
