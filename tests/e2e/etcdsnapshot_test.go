@@ -77,6 +77,11 @@ func TestEtcdSnapshotRestore(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "is now the only member of a new etcd cluster") || !strings.Contains(out, "without --cluster-reset") {
 		t.Fatalf("restore: exit %d:\n%s", code, tail(out, 3000))
 	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "level=") {
+			t.Log(line)
+		}
+	}
 	old, _ := filepath.Glob(filepath.Join(s.paths().Server.DBDir, "etcd-old-*"))
 	if len(old) != 1 {
 		t.Errorf("former etcd data kept in %v, want one etcd-old-* dir", old)
