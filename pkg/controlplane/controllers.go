@@ -28,8 +28,13 @@ import (
 // kubelet's own Init, that leaves the kubelet's CSINode set-up with an
 // empty node name, and after 140 s of retries it exits the process. Built
 // first, the kubelet's Init (which starts later) is the one that counts.
+//
+// With leader election, a controller-manager that does not lead builds no
+// controllers: LeaderElsewhere, when set, tells Start that another server
+// holds the lease, so that it need not wait for them.
 type ControllerManager struct {
-	Args []string
+	Args            []string
+	LeaderElsewhere func(context.Context) bool
 }
 
 func (m *ControllerManager) Name() string { return "kube-controller-manager" }
@@ -65,7 +70,7 @@ func (m *ControllerManager) Start(ctx context.Context) (<-chan error, error) {
 		done <- err
 		close(done)
 	}()
-	if err := waitControllersBuilt(ctx, healthz, done); err != nil {
+	if err := waitControllersBuilt(ctx, healthz, done, m.LeaderElsewhere); err != nil {
 		return nil, err
 	}
 	return done, nil
@@ -79,7 +84,7 @@ const controllersBuiltTimeout = 2 * time.Minute
 // waitControllersBuilt polls the controller-manager's verbose health until
 // it lists its controllers' checks, which it registers all at once after
 // building every controller.
-func waitControllersBuilt(ctx context.Context, url string, exited <-chan error) error {
+func waitControllersBuilt(ctx context.Context, url string, exited <-chan error, leaderElsewhere func(context.Context) bool) error {
 	client := &http.Client{
 		Timeout: 2 * time.Second,
 		// Its serving certificate is self-signed, made at start; only the
@@ -87,11 +92,19 @@ func waitControllersBuilt(ctx context.Context, url string, exited <-chan error) 
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
 	}
 	deadline := time.Now().Add(controllersBuiltTimeout)
+	var askedLeader time.Time
 	for {
 		if resp, err := client.Get(url); err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			if strings.Contains(string(body), "-controller ok") {
+				return nil
+			}
+		}
+		if leaderElsewhere != nil && time.Since(askedLeader) > time.Second {
+			askedLeader = time.Now()
+			if leaderElsewhere(ctx) {
+				logrus.Info("kube-controller-manager: another server leads; this one waits for the lease")
 				return nil
 			}
 		}

@@ -146,8 +146,11 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 	cm := &controlplane.ControllerManager{
 		Args: append(flags.ControllerManager(cfg, certs, kubeconfigs.controllerManager), cfg.ControllerManagerFlags...),
 	}
+	if cfg.Datastore.Shared() {
+		cm.LeaderElsewhere = controllerManagerLeadsElsewhere(adminClient)
+	}
 	sched := &controlplane.Scheduler{
-		Args: append(flags.Scheduler(cfg, kubeconfigs.scheduler), cfg.SchedulerFlags...),
+		Args: append(flags.Scheduler(kubeconfigs.scheduler), cfg.SchedulerFlags...),
 	}
 
 	ready := func() {
@@ -206,7 +209,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		after(&supervisor.KubeletCAMigration{PKI: certs, Nodes: joinCache, Every: 30 * time.Second}, joinCache),
 		after(roles, api),
 		after(cm, roles),
-		after(sched, roles),
+		elected(after(sched, roles)),
 		elected(after(deployer, roles)),
 		elected(after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api)),
 	}

@@ -119,7 +119,7 @@ func TestHighAvailabilityOnPostgres(t *testing.T) {
 		if !run(name, func(t *testing.T) {
 			v := via[survivor]
 			held := map[string]string{}
-			for _, lease := range []string{"kube-controller-manager", "kube-scheduler", "skiff-deploy"} {
+			for _, lease := range []string{"kube-controller-manager", "skiff-kube-scheduler", "skiff-deploy"} {
 				held[lease] = leaseHolder(t, v, lease)
 			}
 			t.Logf("killing server %d (%s); lease holders before: %v", killed+1, ips[killed], held)
@@ -139,7 +139,7 @@ func TestHighAvailabilityOnPostgres(t *testing.T) {
 				alive[survivor]()
 				for lease, want := range map[string]string{
 					"kube-controller-manager": hostNames[survivor],
-					"kube-scheduler":          hostNames[survivor],
+					"skiff-kube-scheduler":    nodeNames[survivor],
 					"skiff-deploy":            nodeNames[survivor],
 				} {
 					if got := leaseHolder(t, v, lease); got != want {

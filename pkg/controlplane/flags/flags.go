@@ -97,6 +97,11 @@ func ControllerManager(cfg *config.CompletedServer, p *pki.ServerPKI, kubeconfig
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(ControllerManagerPort),
 		"--leader-elect=" + leaderElect(cfg),
+		// Upstream ends the process when the controller-manager stops
+		// leading, even on a requested stop; in skiff's process that would
+		// cut the rest of the shutdown short. With this gate a stop releases
+		// the lease, so another server takes over at once.
+		"--feature-gates=ControllerManagerReleaseLeaderElectionLockOnExit=true",
 		"--allocate-node-cidrs=true",
 		"--cluster-cidr=" + cfg.Cluster.ClusterCIDRList(),
 		"--service-cluster-ip-range=" + cfg.Cluster.ServiceCIDRList(),
@@ -125,21 +130,25 @@ func ControllerManager(cfg *config.CompletedServer, p *pki.ServerPKI, kubeconfig
 	}
 }
 
-// Scheduler are the kube-scheduler flags skiff sets.
-func Scheduler(cfg *config.CompletedServer, kubeconfig string) []string {
+// Scheduler are the kube-scheduler flags skiff sets. Its own leader
+// election stays off: on every stop it ends the process (os.Exit), which
+// in skiff's process would cut the shutdown short; skiff elects it as it
+// elects its own controllers.
+func Scheduler(kubeconfig string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(SchedulerPort),
-		"--leader-elect=" + leaderElect(cfg),
+		"--leader-elect=false",
 		"--profiling=false",
 	}
 }
 
-// leaderElect is on wherever another server may run the same controllers;
-// alone on SQLite, electing would only cost a Lease write every 2 s.
+// leaderElect is on wherever another server may run the same
+// controller-manager; alone on SQLite, electing would only cost a Lease
+// write every 2 s.
 func leaderElect(cfg *config.CompletedServer) string {
 	return strconv.FormatBool(cfg.Datastore.Shared())
 }
