@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -192,7 +193,7 @@ func (s *Server) Complete() (*CompletedServer, error) {
 		AgentToken:             s.AgentToken,
 		KubeconfigPath:         s.KubeconfigPath,
 		KubeconfigMode:         mode,
-		Datastore:              s.datastore(),
+		Datastore:              s.datastore(paths),
 		SecretsEncryption:      s.SecretsEncryption,
 		Disable:                slices.Clone(s.Disable),
 		LocalStoragePath:       s.LocalStoragePath,
@@ -254,7 +255,7 @@ type Datastore struct {
 // its controllers must be leader-elected.
 func (d Datastore) Shared() bool { return d.Kind != EmbeddedSQLite }
 
-func (s *Server) datastore() Datastore {
+func (s *Server) datastore(paths layout.Layout) Datastore {
 	d := Datastore{
 		Endpoint: s.DatastoreEndpoint,
 		CAFile:   s.DatastoreCAFile,
@@ -267,8 +268,20 @@ func (s *Server) datastore() Datastore {
 		d.Kind = EmbeddedEtcd
 	case s.DatastoreEndpoint != "" && !strings.HasPrefix(s.DatastoreEndpoint, "sqlite://"):
 		d.Kind = External
+	case etcdMemberExists(paths.Server.EtcdDir):
+		// A member restarted without the flags it was made with: starting
+		// an empty SQLite cluster beside its data would look like data loss.
+		d.Kind = EmbeddedEtcd
 	}
 	return d
+}
+
+// etcdMemberExists reports whether dir holds an etcd member's data; etcd
+// keeps its write-ahead log in member/wal (pkg/etcd.HasData asks the same
+// of etcd itself, which this package does not link).
+func etcdMemberExists(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, "member", "wal"))
+	return err == nil && fi.IsDir()
 }
 
 // EtcdSnapshots schedules a server's snapshots of its etcd member.

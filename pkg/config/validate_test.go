@@ -3,8 +3,11 @@ package config
 import (
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 func defaultServer() *Server {
@@ -216,6 +219,12 @@ func TestDatastoreKind(t *testing.T) {
 		{"PostgreSQL", func(s *Server) { s.DatastoreEndpoint = "postgres://db/skiff" }, External, true},
 		{"cluster init", func(s *Server) { s.ClusterInit = true }, EmbeddedEtcd, true},
 		{"joining", func(s *Server) { s.ServerURL = "https://192.0.2.1:6443"; s.Token = "t0ken-secret" }, EmbeddedEtcd, true},
+		{"restarted member without its flags", func(s *Server) {
+			s.DataDir = t.TempDir()
+			if err := os.MkdirAll(filepath.Join(layout.New(s.DataDir).Server.EtcdDir, "member", "wal"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, EmbeddedEtcd, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := defaultServer()
