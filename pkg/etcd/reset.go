@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/skiff-io/skiff/pkg/fileutil"
 )
 
 // revisionBump moves the restored data's revision far past any a client
@@ -137,7 +139,7 @@ func (e *Etcd) restore(cfg *embed.Config, snapshotPath string, now time.Time) (s
 	if err := os.Rename(tmp, e.DataDir); err != nil {
 		return aside, fmt.Errorf("move the restored data into %s: %w", e.DataDir, err)
 	}
-	return aside, syncDir(parent)
+	return aside, fileutil.Sync(parent)
 }
 
 // runAlone starts the member as a cluster of itself, waits until it is

@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/etcd/client/v3/snapshot"
 	"go.uber.org/zap"
 
+	"github.com/skiff-io/skiff/pkg/fileutil"
 	"github.com/skiff-io/skiff/pkg/pki"
 )
 
@@ -158,7 +159,7 @@ func SaveSnapshot(ctx context.Context, c Client, dir, name, node string, now tim
 	if err := os.Remove(tmp); err != nil {
 		return Snapshot{}, fmt.Errorf("remove %s: %w", tmp, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fileutil.Sync(dir); err != nil {
 		return Snapshot{}, err
 	}
 	st, err := os.Stat(final)
@@ -285,20 +286,7 @@ func DeleteSnapshots(dir string, names ...string) error {
 		}
 	}
 	if len(errs) == 0 {
-		return syncDir(dir)
+		return fileutil.Sync(dir)
 	}
 	return errors.Join(errs...)
-}
-
-// syncDir makes a rename or removal in dir survive a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

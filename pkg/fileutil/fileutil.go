@@ -44,10 +44,23 @@ func WriteAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	if err = os.Rename(tmpName, path); err != nil {
 		return fmt.Errorf("rename temp file to %s: %w", path, err)
 	}
-	// Without syncing the directory the rename itself may be lost on power failure.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
+	// Without syncing the directory the rename itself may be lost on power
+	// failure; the new content is in place either way, so this is best
+	// effort.
+	_ = Sync(dir)
+	return nil
+}
+
+// Sync flushes a file, or a directory's entries (so that a rename or
+// removal in it survives a crash), to disk.
+func Sync(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
 }

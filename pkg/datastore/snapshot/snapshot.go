@@ -19,6 +19,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/skiff-io/skiff/pkg/fileutil"
 	"github.com/skiff-io/skiff/pkg/layout"
 )
 
@@ -72,7 +73,7 @@ func Save(ctx context.Context, dataDir, out string) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("restrict %s to its owner: %w", tmp, err)
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := fileutil.Sync(tmp); err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}
@@ -80,7 +81,7 @@ func Save(ctx context.Context, dataDir, out string) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("move snapshot into place at %s: %w", abs, err)
 	}
-	return syncDir(filepath.Dir(abs))
+	return fileutil.Sync(filepath.Dir(abs))
 }
 
 // Restore replaces the datastore of a stopped server with snapshot.
@@ -116,7 +117,7 @@ func Restore(ctx context.Context, dataDir, snapshot string) error {
 		return fmt.Errorf("install snapshot: %w", err)
 	}
 	installed = true
-	return syncDir(filepath.Dir(dst))
+	return fileutil.Sync(filepath.Dir(dst))
 }
 
 // copyToTemp streams snapshot into a new owner-only file in dir and syncs
@@ -204,29 +205,4 @@ func running(sock string) bool {
 	}
 	conn.Close()
 	return true
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir survive a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
