@@ -190,16 +190,29 @@ func TestHighAvailability(t *testing.T) {
 	run("deleting a server's node takes it out of the etcd cluster", func(t *testing.T) {
 		gone := joined[1]
 		defer gone.bind(t)()
-		via[0].kubectl("delete", "node", gone.name)
+		if out := via[0].kubectl("get", "node", gone.name, "-o", "jsonpath={.metadata.finalizers}"); !strings.Contains(out, "skiff.io/etcd-member") {
+			t.Errorf("server node %s has finalizers %s, want skiff.io/etcd-member", gone.name, out)
+		}
+		via[0].kubectl("delete", "node", gone.name, "--wait=false")
+		// The node goes once its member is removed: the finalizer holds it.
+		eventually(t, 2*time.Minute, func() error {
+			if _, err := via[0].kubectlErr("get", "node", gone.name); err == nil {
+				return fmt.Errorf("node %s still exists", gone.name)
+			}
+			return nil
+		})
+		// Upstream's kube-proxy ends the process of a node whose Node is
+		// deleted; a restart finds the member removed and says what to do.
 		select {
 		case <-gone.exited:
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("server %s still runs 2 minutes after its node was deleted", gone.name)
-		}
-		if log := gone.log()[gone.logStart:]; !strings.Contains(log, "was removed from the cluster") {
-			t.Errorf("the removed server's log does not say it was removed:\n%s", tail(log, 3000))
+		case <-time.After(time.Minute):
+			t.Fatalf("server %s still runs a minute after its node was deleted", gone.name)
 		}
 		gone.cmd = nil
+		code, out := gone.runToExit(3 * time.Minute)
+		if code == 0 || !strings.Contains(out, "was removed from the cluster") {
+			t.Errorf("the removed server restarted with its data: exit %d, want non-zero and a message that it was removed:\n%s", code, tail(out, 3000))
+		}
 		// Two members are left, and two are a quorum: the API still writes.
 		via[1].kubectl("create", "configmap", "ha-after-removal")
 		via[0].kubectl("get", "configmap", "ha-after-removal")
