@@ -127,6 +127,15 @@ func (e *Etcd) Start(ctx context.Context) (<-chan error, error) {
 		abort()
 		return nil, cause
 	case err := <-srv.Err():
+		// A member that learns it was removed stops its server, and its
+		// listeners fail with "server is stopping": the stop says why.
+		select {
+		case <-srv.Server.StopNotify():
+			cause := e.stopCause(srv)
+			abort()
+			return nil, cause
+		case <-time.After(5 * time.Second):
+		}
 		abort()
 		return nil, fmt.Errorf("etcd member %s failed while starting: %w", e.MemberName, err)
 	case <-startCtx.Done():
