@@ -14,6 +14,7 @@ import (
 	"github.com/k3s-io/kine/pkg/drivers/sqlite"
 	"github.com/k3s-io/kine/pkg/endpoint"
 	"github.com/k3s-io/kine/pkg/tls"
+	"github.com/sirupsen/logrus"
 
 	"github.com/skiff-io/skiff/pkg/component"
 )
@@ -83,7 +84,13 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 		PollBatchSize:       500,
 		PollInterval:        time.Second,
 	}
+	// kine retries an unreachable database for as long as it takes, with
+	// one error line a second; say once what to check.
+	slow := time.AfterFunc(30*time.Second, func() {
+		logrus.Warnf("the datastore (%s) is still not reachable after 30s; check --datastore-endpoint and its TLS files, and that the database runs and accepts this host; skiff keeps trying", describe(d.Endpoint))
+	})
 	etcd, err := endpoint.Listen(ctx, cfg)
+	slow.Stop()
 	if err != nil {
 		return nil, fmt.Errorf("open datastore %s: %w", describe(d.Endpoint), err)
 	}
