@@ -159,7 +159,7 @@ func (e *Etcd) Start(ctx context.Context) (<-chan error, error) {
 		CertFile:  e.PKI.ClientCert,
 		KeyFile:   e.PKI.ClientKey,
 	})
-	go e.watchQuorum(ctx, srv)
+	go e.watchQuorum(ctx, srv, currentQuorumTiming())
 	done := make(chan error, 1)
 	go func() {
 		defer close(done)

@@ -23,11 +23,20 @@ var (
 	reportAgainEvery = 5 * time.Minute
 )
 
+// quorumTiming is the watch's timing, read once when the member starts.
+type quorumTiming struct {
+	every, noLeaderFor, reportAgainEvery time.Duration
+}
+
+func currentQuorumTiming() quorumTiming {
+	return quorumTiming{every: quorumCheckEvery, noLeaderFor: noLeaderFor, reportAgainEvery: reportAgainEvery}
+}
+
 // watchQuorum logs, while this member has no leader, which members it
 // cannot reach and how to recover, until ctx ends.
-func (e *Etcd) watchQuorum(ctx context.Context, srv *embed.Etcd) {
+func (e *Etcd) watchQuorum(ctx context.Context, srv *embed.Etcd, timing quorumTiming) {
 	var since, reported time.Time
-	tick := time.NewTicker(quorumCheckEvery)
+	tick := time.NewTicker(timing.every)
 	defer tick.Stop()
 	for {
 		select {
@@ -48,7 +57,7 @@ func (e *Etcd) watchQuorum(ctx context.Context, srv *embed.Etcd) {
 		if since.IsZero() {
 			since = now
 		}
-		if now.Sub(since) < noLeaderFor || (!reported.IsZero() && now.Sub(reported) < reportAgainEvery) {
+		if now.Sub(since) < timing.noLeaderFor || (!reported.IsZero() && now.Sub(reported) < timing.reportAgainEvery) {
 			continue
 		}
 		reported = now
