@@ -97,6 +97,13 @@ func ControllerManager(cfg *config.CompletedServer, p *pki.ServerPKI, kubeconfig
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(ControllerManagerPort),
 		"--leader-elect=" + leaderElect(cfg),
+		// A controller-manager that misses its renew deadline stops for
+		// good (in skiff's process, the server with it): 30 s rides out
+		// the stalls an etcd leader change causes on a busy small machine,
+		// where upstream's 10 s did not; a dead leader is replaced within
+		// the 40 s lease.
+		"--leader-elect-lease-duration=40s",
+		"--leader-elect-renew-deadline=30s",
 		// Upstream ends the process when the controller-manager stops
 		// leading, even on a requested stop; in skiff's process that would
 		// cut the rest of the shutdown short. With this gate a stop releases

@@ -121,6 +121,7 @@ func TestControllerManagerSigners(t *testing.T) {
 		"kubeconfig":                      "/cred/cm.kubeconfig",
 		"bind-address":                    "127.0.0.1",
 		"leader-elect":                    "false",
+		"leader-elect-renew-deadline":     "30s",
 		"use-service-account-credentials": "true",
 		"cluster-cidr":                    "10.42.0.0/16",
 	}
