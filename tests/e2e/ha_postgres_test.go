@@ -86,15 +86,7 @@ func TestHighAvailabilityOnPostgres(t *testing.T) {
 	}
 
 	if !run("writes through either server are read through the other", func(t *testing.T) {
-		for i, w := range via {
-			name := fmt.Sprintf("pg-written-via-%d", i)
-			w.kubectl("create", "configmap", name, "--from-literal=by="+ips[i])
-			for j, r := range via {
-				if got := r.kubectl("get", "configmap", name, "-o", "jsonpath={.data.by}"); got != ips[i] {
-					t.Errorf("configmap written through %s, read through %s: by=%q", ips[i], ips[j], got)
-				}
-			}
-		}
+		writesReadEverywhere(t, via, ips, "pg-written-via")
 	}) {
 		t.FailNow()
 	}

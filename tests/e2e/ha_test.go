@@ -94,15 +94,7 @@ func TestHighAvailability(t *testing.T) {
 	}
 
 	if !run("writes through any server are read through the others", func(t *testing.T) {
-		for i, w := range via {
-			name := fmt.Sprintf("ha-written-via-%d", i)
-			w.kubectl("create", "configmap", name, "--from-literal=by="+ips[i])
-			for j, r := range via {
-				if got := r.kubectl("get", "configmap", name, "-o", "jsonpath={.data.by}"); got != ips[i] {
-					t.Errorf("configmap written through %s, read through %s: by=%q", ips[i], ips[j], got)
-				}
-			}
-		}
+		writesReadEverywhere(t, via, ips, "ha-written-via")
 	}) {
 		t.FailNow()
 	}
@@ -250,6 +242,21 @@ func (s *server) through(t *testing.T, ip string) *server {
 		t.Fatal(err)
 	}
 	return &server{t: t, kubeconfig: path, port: s.port}
+}
+
+// writesReadEverywhere writes a ConfigMap through each server (via[i] at
+// ips[i]) and reads it back through every server.
+func writesReadEverywhere(t *testing.T, via []*server, ips []string, prefix string) {
+	t.Helper()
+	for i, w := range via {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		w.kubectl("create", "configmap", name, "--from-literal=by="+ips[i])
+		for j, r := range via {
+			if got := r.kubectl("get", "configmap", name, "-o", "jsonpath={.data.by}"); got != ips[i] {
+				t.Errorf("configmap written through %s, read through %s: by=%q", ips[i], ips[j], got)
+			}
+		}
+	}
 }
 
 // leaseHolder is the host name of the holder of a kube-system Lease
