@@ -10,14 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/k3s-io/kine/pkg/drivers/generic"
-	"github.com/k3s-io/kine/pkg/drivers/sqlite"
-	"github.com/k3s-io/kine/pkg/endpoint"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/skiff-io/skiff/pkg/datastore"
 )
 
-// startKine runs kine on SQLite, as a server without an external datastore
-// does, and returns an etcd client of it.
+// startKine runs the server's own datastore component (kine on SQLite),
+// and returns an etcd client of it.
 func startKine(t *testing.T) *clientv3.Client {
 	t.Helper()
 	// t.TempDir's path can exceed the limit of a unix socket's.
@@ -25,35 +24,27 @@ func startKine(t *testing.T) *clientv3.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ds := &datastore.Datastore{
+		DBDir:   dir,
+		StateDB: filepath.Join(dir, "state.db"),
+		Socket:  filepath.Join(dir, "kine.sock"),
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	etcd, err := endpoint.Listen(ctx, endpoint.Config{
-		Listener:             "unix://" + filepath.Join(dir, "kine.sock"),
-		Endpoint:             "sqlite://" + filepath.Join(dir, "state.db") + "?" + sqlite.DefaultParams,
-		WaitGroup:            &wg,
-		ConnectionPoolConfig: generic.ConnectionPoolConfig{MaxIdle: 5, MaxIdleTime: time.Minute},
-		NotifyInterval:       5 * time.Second,
-		EmulatedETCDVersion:  "3.6.11",
-		CompactInterval:      5 * time.Minute,
-		CompactTimeout:       5 * time.Second,
-		CompactMinRetain:     1000,
-		CompactBatchSize:     1000,
-		PollBatchSize:        500,
-		PollInterval:         time.Second,
-	})
+	done, err := ds.Start(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	client, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints, DialTimeout: 5 * time.Second})
+	client, err := clientv3.New(clientv3.Config{Endpoints: ds.ETCD.Get().Endpoints, DialTimeout: 5 * time.Second})
 	if err != nil {
 		cancel()
+		<-done
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = client.Close()
 		cancel()
-		wg.Wait()
+		<-done
 		_ = os.RemoveAll(dir)
 	})
 	return client
