@@ -25,9 +25,20 @@ import (
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 )
 
-// identityFile is the shared file that tells clusters apart: a data dir
-// whose server CA differs from the cluster's belongs to another cluster.
-const identityFile = "tls/server-ca.crt"
+// identityFile is the shared file that tells clusters apart, as the
+// material names it: a data dir whose server CA differs from the
+// cluster's belongs to another cluster.
+func identityFile(l layout.Server) string {
+	return relToServer(l, pki.ServerFiles(l.TLSDir).ServerCACert)
+}
+
+// relToServer names a file under the server dir as the material does:
+// slash-separated and relative to it. The layout derives every path from
+// the data dir, so the two always relate.
+func relToServer(l layout.Server, path string) string {
+	rel, _ := filepath.Rel(l.Dir, path)
+	return filepath.ToSlash(rel)
+}
 
 // store is the server's datastore, started before the rest of the server
 // because, with several servers, it holds the material the rest is
@@ -138,7 +149,7 @@ func receiveMaterial(ctx context.Context, cfg *config.CompletedServer) ([]string
 	if resp.Datastore.Kind != bootstrap.KindEtcd {
 		return nil, fmt.Errorf("the server at %s keeps its data in an external datastore; give this server the same --datastore-endpoint and --token instead of --server", cfg.Datastore.JoinURL)
 	}
-	if err := material.Apply(cfg.Paths.Server.Dir, identityFile); err != nil {
+	if err := material.Apply(cfg.Paths.Server.Dir, identityFile(cfg.Paths.Server)); err != nil {
 		return nil, err
 	}
 	logrus.Infof("received the cluster's certificates and keys from %s", cfg.Datastore.JoinURL)
@@ -161,20 +172,18 @@ func (s *store) settleMaterial(ctx context.Context, cfg *config.CompletedServer)
 		return "", false, err
 	}
 	defer client.Close()
-	shared, err := sharedFiles(l)
-	if err != nil {
-		return "", false, err
-	}
+	shared := sharedFiles(l)
+	identity := identityFile(l)
 
 	stored, found, err := bootstrap.Load(ctx, client, secret)
 	if err != nil {
 		return "", false, err
 	}
 	if found {
-		return secret, generated, missingFrom(stored, l.Dir).Apply(l.Dir, identityFile)
+		return secret, generated, missingFrom(stored, l.Dir, identity).Apply(l.Dir, identity)
 	}
 
-	_, statErr := os.Stat(filepath.Join(l.Dir, filepath.FromSlash(identityFile)))
+	_, statErr := os.Stat(pki.ServerFiles(l.TLSDir).ServerCACert)
 	madeNow := errors.Is(statErr, os.ErrNotExist)
 	// The CAs and keys are made here, before anything uses them, so that
 	// the ones stored are the ones every server uses.
@@ -198,7 +207,7 @@ func (s *store) settleMaterial(ctx context.Context, cfg *config.CompletedServer)
 	}
 	// Another server started at the same moment and stored its own first.
 	if !madeNow {
-		return "", false, winner.Apply(l.Dir, identityFile)
+		return "", false, winner.Apply(l.Dir, identity)
 	}
 	for _, rel := range shared {
 		if err := os.Remove(filepath.Join(l.Dir, filepath.FromSlash(rel))); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -206,17 +215,17 @@ func (s *store) settleMaterial(ctx context.Context, cfg *config.CompletedServer)
 		}
 	}
 	logrus.Info("another server stored the cluster's certificates first; using them")
-	return secret, generated, winner.Apply(l.Dir, identityFile)
+	return secret, generated, winner.Apply(l.Dir, identity)
 }
 
 // missingFrom is the part of m that dir lacks, and the identity file,
 // which Apply checks. A server keeps its own copy of a file it has: the
 // stored one can be older (encryption keys rotated on this server).
-func missingFrom(m bootstrap.Material, dir string) bootstrap.Material {
+func missingFrom(m bootstrap.Material, dir, identity string) bootstrap.Material {
 	out := bootstrap.Material{}
 	for rel, b := range m {
 		_, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel)))
-		if rel == identityFile || errors.Is(err, os.ErrNotExist) {
+		if rel == identity || errors.Is(err, os.ErrNotExist) {
 			out[rel] = b
 		}
 	}
@@ -228,7 +237,7 @@ func missingFrom(m bootstrap.Material, dir string) bootstrap.Material {
 // everyone's credentials, and the Secrets encryption keys. Tokens are not
 // among them: each server is given the token, and the material is sealed
 // with it.
-func sharedFiles(l layout.Server) ([]string, error) {
+func sharedFiles(l layout.Server) []string {
 	p := pki.ServerFiles(l.TLSDir)
 	e := pki.EtcdFiles(l.TLSDir)
 	abs := []string{
@@ -243,13 +252,9 @@ func sharedFiles(l layout.Server) ([]string, error) {
 	abs = append(abs, secretsencrypt.Files{Dir: l.CredDir}.Paths()...)
 	rel := make([]string, len(abs))
 	for i, a := range abs {
-		r, err := filepath.Rel(l.Dir, a)
-		if err != nil {
-			return nil, fmt.Errorf("shared file %s: %w", a, err)
-		}
-		rel[i] = filepath.ToSlash(r)
+		rel[i] = relToServer(l, a)
 	}
-	return rel, nil
+	return rel
 }
 
 // clusterSecret is the secret the shared material is sealed with: the
@@ -316,11 +321,7 @@ func (s *store) bootstrapResponse(cfg *config.CompletedServer, secret string) fu
 				}
 			}
 		}
-		shared, err := sharedFiles(cfg.Paths.Server)
-		if err != nil {
-			return nil, err
-		}
-		m, err := bootstrap.Collect(cfg.Paths.Server.Dir, shared)
+		m, err := bootstrap.Collect(cfg.Paths.Server.Dir, sharedFiles(cfg.Paths.Server))
 		if err != nil {
 			return nil, err
 		}

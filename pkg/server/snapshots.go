@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -126,7 +125,7 @@ func resetCluster(ctx context.Context, cfg *config.CompletedServer) error {
 		logrus.Infof("etcd: member %s is now the only member of a new etcd cluster, with the data it had", cfg.NodeName)
 	}
 	logrus.Warnf("etcd: the other servers are no longer members: on each, stop skiff, move its <data-dir>/server/db/etcd away and start it with --server %s --token <the cluster token>", url)
-	if _, err := os.Stat(filepath.Join(l.Dir, filepath.FromSlash(identityFile))); err != nil {
+	if _, err := os.Stat(pki.ServerFiles(l.TLSDir).ServerCACert); err != nil {
 		logrus.Warnf("this data dir has no cluster CA yet: give the next start the cluster's --token, so that it takes the CAs and keys the snapshot holds")
 	}
 	logrus.Info("cluster reset done; start skiff again without --cluster-reset" + restoreFlagHint(cfg))
