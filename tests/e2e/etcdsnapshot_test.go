@@ -94,13 +94,7 @@ func TestEtcdSnapshotRestore(t *testing.T) {
 	s.args = normal
 	s.start()
 	s.waitReady()
-	if got := s.kubectl("get", "configmap", "before-snapshot", "-o", "jsonpath={.data.v}"); got != "1" {
-		t.Fatalf("configmap from the snapshot: %q", got)
-	}
-	if _, err := s.kubectlErr("get", "configmap", "after-snapshot"); err == nil {
-		t.Fatal("a configmap created after the snapshot survived the restore")
-	}
-	s.kubectl("create", "configmap", "after-restore")
+	s.checkRestored()
 	s.terminate()
 }
 
