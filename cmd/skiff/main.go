@@ -13,6 +13,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/cli"
+	"github.com/skiff-io/skiff/pkg/cluster"
 	"github.com/skiff-io/skiff/pkg/kubectl"
 	"github.com/skiff-io/skiff/pkg/server"
 )
@@ -69,5 +70,7 @@ func main() {
 		Crictl: func(l cli.Local, args []string) error {
 			return agent.Crictl(l.DataDir, args)
 		},
+		Cluster:     cluster.Run,
+		ClusterNode: cluster.ExecNode,
 	}))
 }

@@ -32,6 +32,10 @@ type Actions struct {
 	Containerd func(args []string) error
 	Ctr        func(args []string) error
 	Crictl     func(local Local, args []string) error
+	// Cluster runs `skiff cluster`; ClusterNode is the hidden first step
+	// of a cluster node's process, in its new namespaces.
+	Cluster     func(ctx context.Context, req *config.ClusterRequest) error
+	ClusterNode func(nodeDir, hostname string, argv []string) error
 }
 
 // errVersionShown stops the run after --version has been answered; Run maps
@@ -111,6 +115,8 @@ func NewApp(a Actions) *cli.App {
 			secretsEncryptCommand(),
 			completionCommand(),
 			pathsCommand(),
+			clusterCommand(a),
+			clusterNodeCommand(a),
 			passthrough("kubectl", "run the embedded kubectl against this server", false, withLocal(a.Kubectl), a.Kubectl != nil),
 			passthrough("ctr", "run containerd's ctr against this node's containerd", false, withName("ctr", a.Ctr), a.Ctr != nil),
 			passthrough("crictl", "run crictl against this node's container runtime", false, withLocal(func(l Local, args []string) error {

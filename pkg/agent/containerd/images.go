@@ -122,7 +122,8 @@ var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 // archiveExts are the file names ImportFile understands.
 var archiveExts = []string{".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst"}
 
-func isArchive(name string) bool {
+// IsArchive reports whether name is an image archive ImportFile reads.
+func IsArchive(name string) bool {
 	if strings.HasPrefix(filepath.Base(name), ".") { // temporary files of atomic writers
 		return false
 	}
@@ -137,7 +138,7 @@ func isArchive(name string) bool {
 // ImportFile imports an image archive file: .tar, .tar.gz/.tgz (gzip) or
 // .tar.zst/.tzst (zstd). See ImportArchive.
 func ImportFile(ctx context.Context, address, path string, opts ...ImportOption) ([]string, error) {
-	if !isArchive(path) {
+	if !IsArchive(path) {
 		return nil, fmt.Errorf("%s: not an image archive; name it *.tar, *.tar.gz, *.tgz, *.tar.zst or *.tzst", path)
 	}
 	f, err := os.Open(path)
@@ -215,7 +216,7 @@ func (d *ImageDir) ImportAll(ctx context.Context) error {
 
 // importFile imports path unless this version of it was handled already.
 func (d *ImageDir) importFile(ctx context.Context, path string) {
-	if !isArchive(path) {
+	if !IsArchive(path) {
 		return
 	}
 	st, err := os.Stat(path)
@@ -296,7 +297,7 @@ func (d *ImageDir) Watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if !isArchive(ev.Name) || !ev.Has(fsnotify.Create|fsnotify.Write|fsnotify.Rename|fsnotify.Chmod) {
+			if !IsArchive(ev.Name) || !ev.Has(fsnotify.Create|fsnotify.Write|fsnotify.Rename|fsnotify.Chmod) {
 				continue
 			}
 			path := ev.Name

@@ -17,8 +17,8 @@ func TestIsArchive(t *testing.T) {
 		"/i/a.tar": true, "/i/a.tar.gz": true, "/i/a.tgz": true, "/i/a.tar.zst": true, "/i/a.tzst": true,
 		"/i/a.txt": false, "/i/a.tar.bz2": false, "/i/.a.tar.tmp": false, "/i/.a.tar": false,
 	} {
-		if got := isArchive(name); got != want {
-			t.Errorf("isArchive(%q) = %v", name, got)
+		if got := IsArchive(name); got != want {
+			t.Errorf("IsArchive(%q) = %v", name, got)
 		}
 	}
 }
