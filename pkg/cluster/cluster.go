@@ -14,8 +14,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -123,6 +126,18 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 	if err != nil {
 		return fmt.Errorf("find the skiff binary: %w", err)
 	}
+	if err := os.MkdirAll(config.ClustersDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", config.ClustersDir, err)
+	}
+	// Two creates at once must not pick the same network.
+	unlock, err := lockClusters()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := os.Stat(Dir(req.Name)); err == nil {
+		return fmt.Errorf("a cluster named %s already exists; delete it with skiff cluster delete %s, or pick another name", req.Name, req.Name)
+	}
 	others, err := all()
 	if err != nil {
 		return err
@@ -131,6 +146,7 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 	if err != nil {
 		return err
 	}
+	_, netnsDirErr := os.Stat(netnsDir)
 	c := &Cluster{
 		Name:       req.Name,
 		Created:    time.Now().UTC(),
@@ -141,6 +157,8 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 		Kubeconfig: req.Kubeconfig,
 		ServerArgs: req.ServerArgs,
 		Nodes:      nodes,
+		// Inherited from a cluster that made it and is still there.
+		MadeNetnsDir: errors.Is(netnsDirErr, os.ErrNotExist) || slices.ContainsFunc(others, func(o *Cluster) bool { return o.MadeNetnsDir }),
 	}
 	if c.Kubeconfig == "" {
 		c.Kubeconfig = DefaultKubeconfig(c.Name)
@@ -151,15 +169,16 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 		n.Netns = c.scoped(n)
 		n.Veth = fmt.Sprintf("%s-%d", c.Bridge, i)
 	}
-	if err := os.MkdirAll(filepath.Dir(Dir(c.Name)), 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", config.ClustersDir, err)
-	}
 	if err := os.Mkdir(Dir(c.Name), 0o700); err != nil {
 		return fmt.Errorf("create the cluster's dir: %w", err)
 	}
 	if err := c.save(); err != nil {
 		return err
 	}
+	if err := c.setUpNetwork(); err != nil {
+		return err
+	}
+	unlock()
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\nthe nodes' logs are in %s; skiff cluster delete %s removes what was made", err, filepath.Join(Dir(c.Name), "nodes", "*", "skiff.log"), c.Name)
@@ -173,9 +192,6 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 		if err := fileutil.WriteAtomic(path, []byte(hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write the cluster's tokens: %w", err)
 		}
-	}
-	if err := c.setUpNetwork(); err != nil {
-		return err
 	}
 	for i := range c.Nodes {
 		n := &c.Nodes[i]
@@ -217,7 +233,7 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 			return err
 		}
 	}
-	if err := c.waitReady(ctx, readyTimeout); err != nil {
+	if err := c.waitReady(ctx, readyTimeout, time.Time{}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "cluster %s ready in %s: %d servers, %d agents on %s; kubeconfig at %s\n",
@@ -455,7 +471,7 @@ func (c *Cluster) start(ctx context.Context, out io.Writer) error {
 	if err := c.writeKubeconfig(); err != nil {
 		return err
 	}
-	if err := c.waitReady(ctx, readyTimeout); err != nil {
+	if err := c.waitReady(ctx, readyTimeout, began, stopped); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "cluster %s ready in %s: %d nodes started; kubeconfig at %s\n", c.Name, time.Since(began).Round(100*time.Millisecond), len(stopped), c.Kubeconfig)
@@ -486,6 +502,9 @@ func (c *Cluster) delete(out io.Writer) error {
 	}
 	if err := os.RemoveAll(Dir(c.Name)); err != nil {
 		return fmt.Errorf("remove the files of cluster %s: %w", c.Name, err)
+	}
+	if c.MadeNetnsDir {
+		removeNetnsDirIfUnused()
 	}
 	fmt.Fprintf(out, "cluster %s deleted\n", c.Name)
 	return nil
@@ -579,4 +598,29 @@ func linkOrCopy(src, dst string) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
+}
+
+// lockClusters takes the machine's lock over the clusters' networks; the
+// returned function releases it and may be called more than once.
+func lockClusters() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(config.ClustersDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open the clusters' lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("take the clusters' lock: %w", err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { f.Close() }) }, nil
+}
+
+// removeNetnsDirIfUnused undoes what the first `ip netns add` did to a host
+// that had no /run/netns: a directory mounted on itself.
+func removeNetnsDirIfUnused() {
+	if entries, err := os.ReadDir(netnsDir); err != nil || len(entries) > 0 {
+		return
+	}
+	_ = unix.Unmount(netnsDir, unix.MNT_DETACH)
+	_ = os.Remove(netnsDir)
 }

@@ -229,7 +229,8 @@ func hideForeignMounts(nodeDir string) error {
 
 // under: p is dir or below it.
 func under(p, dir string) bool {
-	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+	dir = strings.TrimSuffix(dir, "/")
+	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
 // unescapeMountinfo decodes the octal escapes (\040 for a space) of a

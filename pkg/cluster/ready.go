@@ -51,17 +51,30 @@ func answers(ctx context.Context, kubeconfig []byte) bool {
 
 // waitNodesReady waits until the nodes are registered and Ready.
 func (c *Cluster) waitNodesReady(ctx context.Context, nodes []*Node, timeout time.Duration) error {
-	return c.poll(ctx, timeout, func(cl *clients) error { return nodesReady(ctx, cl, nodes) })
+	return c.poll(ctx, timeout, func(cl *clients) error { return nodesReady(ctx, cl, nodes, time.Time{}) })
 }
 
 // waitReady waits until every node is Ready and every bundled addon is
-// applied and available.
-func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration) error {
+// applied and available. After a start, the stored status of the started
+// nodes and their pods still says what it said before the stop: only what
+// they reported since counts.
+func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration, since time.Time, started []*Node) error {
+	since = since.Truncate(time.Second) // the API's times have seconds
+	names := map[string]bool{}
+	for _, n := range started {
+		names[n.Name] = true
+	}
 	return c.poll(ctx, timeout, func(cl *clients) error {
-		if err := nodesReady(ctx, cl, c.nodePointers()); err != nil {
+		if err := nodesReady(ctx, cl, c.nodePointers(), time.Time{}); err != nil {
 			return err
 		}
-		return addonsAvailable(ctx, cl)
+		if err := nodesReady(ctx, cl, started, since); err != nil {
+			return err
+		}
+		if err := addonsAvailable(ctx, cl); err != nil {
+			return err
+		}
+		return systemPodsRestarted(ctx, cl, names, since)
 	})
 }
 
@@ -101,7 +114,7 @@ func (c *Cluster) poll(ctx context.Context, timeout time.Duration, check func(*c
 	}
 }
 
-func nodesReady(ctx context.Context, cl *clients, nodes []*Node) error {
+func nodesReady(ctx context.Context, cl *clients, nodes []*Node, since time.Time) error {
 	for _, n := range nodes {
 		node, err := cl.kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
@@ -109,7 +122,7 @@ func nodesReady(ctx context.Context, cl *clients, nodes []*Node) error {
 		}
 		ready := false
 		for _, cond := range node.Status.Conditions {
-			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue && !cond.LastHeartbeatTime.Time.Before(since) {
 				ready = true
 			}
 		}
@@ -157,6 +170,29 @@ func addonsAvailable(ctx context.Context, cl *clients) error {
 	for _, d := range daemonSets.Items {
 		if d.Status.NumberAvailable < d.Status.DesiredNumberScheduled {
 			return fmt.Errorf("daemonset %s: %d of %d pods available", d.Name, d.Status.NumberAvailable, d.Status.DesiredNumberScheduled)
+		}
+	}
+	return nil
+}
+
+// systemPodsRestarted: the containers of every kube-system pod on the
+// named nodes started again since.
+func systemPodsRestarted(ctx context.Context, cl *clients, nodes map[string]bool, since time.Time) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	pods, err := cl.kube.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if !nodes[p.Spec.NodeName] || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.State.Running == nil || cs.State.Running.StartedAt.Time.Before(since) || !cs.Ready {
+				return fmt.Errorf("pod %s: container %s has not started again yet", p.Name, cs.Name)
+			}
 		}
 	}
 	return nil

@@ -58,6 +58,9 @@ type Cluster struct {
 	Kubeconfig string    `json:"kubeconfig"` // the host's kubeconfig file
 	ServerArgs []string  `json:"serverArgs,omitempty"`
 	Nodes      []Node    `json:"nodes"`
+	// MadeNetnsDir: /run/netns did not exist before this cluster; the last
+	// cluster to go removes it.
+	MadeNetnsDir bool `json:"madeNetnsDir,omitempty"`
 }
 
 var namePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)

@@ -108,6 +108,10 @@ spec:
 	t.Run("stop and start keep the cluster's state and bring its pods back", func(t *testing.T) {
 		defer s.bind(t)()
 		s.kubectl("create", "configmap", "kept", "--from-literal=k=v")
+		beforeStop := map[string]map[string]string{}
+		for _, n := range []string{server1, agent1, agent2} {
+			beforeStop[n] = containersOn(t, s, n)
+		}
 		if code, out := runSkiff(t, 5*time.Minute, "cluster", "stop", a); code != 0 {
 			t.Fatalf("skiff cluster stop: exit %d, output:\n%s", code, out)
 		}
@@ -123,6 +127,19 @@ spec:
 		if got := s.kubectl("get", "configmap", "kept", "-o", "jsonpath={.data.k}"); got != "v" {
 			t.Errorf("configmap after stop and start: k=%q, want v", got)
 		}
+		// The status stored before the stop says Running too: the
+		// containers must be new ones.
+		eventually(t, 3*time.Minute, func() error {
+			for n, old := range beforeStop {
+				now := containersOn(t, s, n)
+				for pod, ids := range old {
+					if now[pod] == "" || now[pod] == ids {
+						return fmt.Errorf("pod %s on %s: containers %q, before the stop %q", pod, n, now[pod], ids)
+					}
+				}
+			}
+			return nil
+		})
 		s.waitPodsOnNodes("app=everywhere", map[string]int{server1: 1, agent1: 1, agent2: 1}, 3*time.Minute)
 		s.waitPodsOnNodes("app=backend", map[string]int{agent2: 2}, 3*time.Minute)
 	})
