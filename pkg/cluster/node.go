@@ -41,7 +41,13 @@ func (c *Cluster) launch(n *Node) error {
 	cmd := exec.Command(c.Binary, append([]string{config.ClusterNodeCommand, c.nodeDir(n), n.Name, "--"}, n.Argv...)...)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), "KUBECONFIG=")
+	// The caller's SKIFF_* settings are for the host's skiff: a node takes
+	// its settings from its command line only.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SKIFF_") && !strings.HasPrefix(kv, "KUBECONFIG=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	if n.Role == RoleServer {
 		// In the environment, not the command line, which every user of
 		// the machine can read.

@@ -147,7 +147,17 @@ spec:
 	t.Run("two clusters side by side do not see each other", func(t *testing.T) {
 		defer s.bind(t)()
 		kcB := filepath.Join(t.TempDir(), "b.yaml")
-		code, out := runSkiff(t, 15*time.Minute, "cluster", "create", "--kubeconfig", kcB, b)
+		// Its one node named, labelled and tainted by a cluster file.
+		clusterFile := filepath.Join(t.TempDir(), "cluster.yaml")
+		if err := os.WriteFile(clusterFile, []byte(`nodes:
+  - role: server
+    name: skt-b-cp
+    labels: {tier: control}
+    taints: ["dedicated=ci:PreferNoSchedule"]
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runSkiff(t, 15*time.Minute, "cluster", "create", "--config", clusterFile, "--kubeconfig", kcB, b)
 		t.Cleanup(func() {
 			if _, err := os.Stat(filepath.Join(config.ClustersDir, b)); err == nil {
 				if t.Failed() {
@@ -160,7 +170,10 @@ spec:
 			t.Fatalf("skiff cluster create %s: exit %d, output:\n%s", b, code, out)
 		}
 		sb := &server{t: t, kubeconfig: kcB}
-		sb.waitNodes([]string{b + "-server-1"}, time.Minute)
+		sb.waitNodes([]string{"skt-b-cp"}, time.Minute)
+		if got := sb.kubectl("get", "node", "skt-b-cp", "-o", "jsonpath={.metadata.labels.tier} {.spec.taints[*].key}={.spec.taints[*].value}:{.spec.taints[*].effect}"); got != "control dedicated=ci:PreferNoSchedule" {
+			t.Errorf("node skt-b-cp's label and taint from the cluster file: %q", got)
+		}
 		s.waitNodes([]string{server1, agent1, agent2}, time.Minute)
 		if got := sb.kubectl("get", "configmap", "kept", "--ignore-not-found", "-o", "name"); got != "" {
 			t.Errorf("cluster %s sees cluster %s's configmap: %q", b, a, got)
