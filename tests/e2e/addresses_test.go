@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/pkg/images"
 )
 
 // TestNodeExternalAddresses: --node-external-ip, --node-internal-dns and
@@ -93,7 +95,19 @@ func TestNodeExternalAddresses(t *testing.T) {
 // the registry itself out of containerd's hosts file.
 func TestRegistryRewriteAndSystemRegistry(t *testing.T) {
 	const systemRegistry = "registry.invalid:5000"
-	reg := newTestRegistry(t, "mirrorproject/rancher-images/web", "rw", testImageTarball(t, webImageV1))
+	// An image the node does not have yet (its own config), so the pull
+	// fetches content through the rewrite too.
+	tarball := filepath.Join(t.TempDir(), "rewritten.tar")
+	if _, err := images.WriteFile(tarball, images.Spec{
+		Name:       "skiff.test/rewritten:rw",
+		Files:      []images.File{{Path: webBinary, Mode: 0o755, Source: testImages(t).binary}},
+		Entrypoint: []string{webBinary},
+		Cmd:        []string{"serve"},
+		Env:        []string{"WEB_VERSION=rewritten"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reg := newTestRegistry(t, "mirrorproject/rancher-images/web", "rw", tarball)
 
 	registries := filepath.Join(t.TempDir(), "registries.yaml")
 	if err := os.WriteFile(registries, []byte(`mirrors:
@@ -127,8 +141,10 @@ spec:
   - {name: c, image: ` + image + `, imagePullPolicy: Always}
 `)
 		s.waitPod("default", "rewritten", 3*time.Minute, podInfo.running)
-		if seen := reg.requests(); !contains(seen, "GET /v2/mirrorproject/rancher-images/web/manifests/rw") {
-			t.Errorf("the registry did not see the rewritten manifest request; it saw:\n%s", strings.Join(seen, "\n"))
+		// containerd resolves the tag with HEAD, then fetches what it lacks.
+		seen := reg.requests()
+		if !contains(seen, "HEAD /v2/mirrorproject/rancher-images/web/manifests/rw") || !contains(seen, "GET /v2/mirrorproject/rancher-images/web/manifests/"+reg.manifest.digest) {
+			t.Errorf("the registry did not see the rewritten manifest requests; it saw:\n%s", strings.Join(seen, "\n"))
 		}
 		s.kubectl("delete", "pod", "rewritten", "--wait=false")
 	})
