@@ -25,6 +25,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/layout"
+	"github.com/skiff-io/skiff/pkg/nodeaddress"
 )
 
 // Run runs `skiff agent`: a node joined to a remote server, until ctx is
@@ -83,9 +84,12 @@ func (n *Node) Components() []component.Component {
 	// The pod network backend is a cluster-wide choice made on the server:
 	// a server knows it, an agent learns it when it joins.
 	var backend component.Output[string]
+	// So is the registry the system images are named under.
+	var registry component.Output[string]
 	var runtimeAfter []string
 	if node.FlannelBackend != "" {
 		backend.Set(node.FlannelBackend)
+		registry.Set(node.SystemDefaultRegistry)
 	} else {
 		runtimeAfter = []string{joinName}
 	}
@@ -113,6 +117,7 @@ func (n *Node) Components() []component.Component {
 				b = config.DefaultFlannelBackend
 			}
 			backend.Set(b)
+			registry.Set(c.Cluster.SystemDefaultRegistry)
 		}
 		return nil
 	})
@@ -136,13 +141,14 @@ func (n *Node) Components() []component.Component {
 		return nil
 	})
 	ctrd := component.Build(containerdName, func() (component.Component, error) {
-		return n.containerd(binDir.Get(), backend.Get())
+		return n.containerd(binDir.Get(), backend.Get(), registry.Get())
 	})
 	images := component.Build(imagesName, func() (component.Component, error) {
 		return &systemImages{
-			address: containerd.DefaultAddress,
-			binDir:  binDir.Get(),
-			dir:     &containerd.ImageDir{Dir: l.ImagesDir, Address: containerd.DefaultAddress},
+			address:  containerd.DefaultAddress,
+			binDir:   binDir.Get(),
+			dir:      &containerd.ImageDir{Dir: l.ImagesDir, Address: containerd.DefaultAddress},
+			registry: registry.Get(),
 		}, nil
 	})
 	comps = append(comps,
@@ -178,17 +184,13 @@ func (n *Node) Components() []component.Component {
 	})
 	fl := component.Build(flannelName, func() (component.Component, error) {
 		c := creds.Get()
-		var public net.IP
-		if node.ExternalIP.IsValid() {
-			public = net.IP(node.ExternalIP.AsSlice())
-		}
 		return &flannel.Flannel{Config: flannel.Config{
 			Kubeconfig:  c.KubeletKubeconfig,
 			NodeName:    node.Name,
 			Backend:     backend.Get(),
 			Iface:       node.FlannelIface,
 			NodeIP:      net.IP(node.IPs[0].AsSlice()),
-			PublicIP:    public,
+			PublicIPs:   netIPs(node.ExternalIPs),
 			ClusterCIDR: c.Cluster.ClusterCIDR,
 			ConfDir:     l.FlannelConfigDir,
 			RunDir:      paths.Run.FlannelDir,
@@ -206,6 +208,18 @@ func (n *Node) Components() []component.Component {
 			Debug:       node.Debug,
 		}}, nil
 	})
+	addresses := component.Build("node-addresses", func() (component.Component, error) {
+		return &nodeaddress.Publish{
+			Kubeconfig: creds.Get().KubeletKubeconfig,
+			NodeName:   node.Name,
+			Addresses: nodeaddress.Addresses{
+				InternalIPs: node.IPs,
+				ExternalIPs: node.ExternalIPs,
+				InternalDNS: node.InternalDNS,
+				ExternalDNS: node.ExternalDNS,
+			},
+		}, nil
+	})
 	discovery := component.Build("server-discovery", func() (component.Component, error) {
 		return balancer.discovery(creds.Get().KubeProxyKubeconfig), nil
 	})
@@ -214,12 +228,13 @@ func (n *Node) Components() []component.Component {
 		component.Requiring(fl, kubeletName),
 		component.Requiring(proxy, flannelName),
 		component.Requiring(discovery, joinName),
+		component.Requiring(addresses, kubeletName),
 	)
 }
 
 // containerd is the node's containerd, with the CNI the pod network
 // backend calls for.
-func (n *Node) containerd(binDir, backend string) (*containerd.Process, error) {
+func (n *Node) containerd(binDir, backend, registry string) (*containerd.Process, error) {
 	node := &n.Config.Node
 	l := node.Paths.Agent
 	cniBinDirs, cniConfDir := []string{binDir}, l.CNIConfDir
@@ -234,20 +249,21 @@ func (n *Node) containerd(binDir, backend string) (*containerd.Process, error) {
 		}
 	}
 	return &containerd.Process{Config: containerd.Config{
-		RootDir:        l.ContainerdDir,
-		StateDir:       node.Paths.Run.ContainerdDir,
-		ConfigDir:      l.ContainerdConfigDir,
-		Address:        containerd.DefaultAddress,
-		BinDir:         binDir,
-		CNIBinDirs:     cniBinDirs,
-		CNIConfDir:     cniConfDir,
-		SandboxImage:   PauseImage,
-		Snapshotter:    node.Snapshotter,
-		RegistriesFile: node.RegistriesFile,
-		LogFile:        l.ContainerdLog,
-		Debug:          node.Debug,
-		DefaultRuntime: node.DefaultRuntime,
-		Templates:      []string{l.ContainerdConfigV3Template, l.ContainerdConfigTemplate},
+		RootDir:           l.ContainerdDir,
+		StateDir:          node.Paths.Run.ContainerdDir,
+		ConfigDir:         l.ContainerdConfigDir,
+		Address:           containerd.DefaultAddress,
+		BinDir:            binDir,
+		CNIBinDirs:        cniBinDirs,
+		CNIConfDir:        cniConfDir,
+		SandboxImage:      WithRegistry(PauseImage, registry),
+		NoDefaultEndpoint: node.NoDefaultEndpoint,
+		Snapshotter:       node.Snapshotter,
+		RegistriesFile:    node.RegistriesFile,
+		LogFile:           l.ContainerdLog,
+		Debug:             node.Debug,
+		DefaultRuntime:    node.DefaultRuntime,
+		Templates:         []string{l.ContainerdConfigV3Template, l.ContainerdConfigTemplate},
 	}}, nil
 }
 

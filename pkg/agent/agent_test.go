@@ -76,3 +76,15 @@ func TestServerNodeStartsItsRuntimeAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWithRegistry(t *testing.T) {
+	for _, c := range []struct{ name, registry, want string }{
+		{PauseImage, "", PauseImage},
+		{PauseImage, "registry.example:5000", "registry.example:5000/system/pause:3.10"},
+		{CoreDNSImage, "mirror.example", "mirror.example/system/coredns:1.15.0"},
+	} {
+		if got := WithRegistry(c.name, c.registry); got != c.want {
+			t.Errorf("WithRegistry(%q, %q) = %q, want %q", c.name, c.registry, got, c.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -32,24 +33,41 @@ type SystemImageNames struct {
 	Pause, CoreDNS, Ingress, LocalPath, MetricsServer, ServiceLB string
 }
 
-// SystemImages names this build's system images. Those that hold skiff's
-// own code (the ingress and ServiceLB controllers, the volume helper
-// beside the local-path provisioner) change with skiff itself: their tag
-// is the content hash of the helpers every node of one build shares.
-func SystemImages() (SystemImageNames, error) {
+// systemRegistry is the registry part of the system images' names.
+const systemRegistry = "skiff.local"
+
+// SystemImages names this build's system images, under registry (a
+// --system-default-registry) instead of skiff.local when it is not "".
+// Those that hold skiff's own code (the ingress and ServiceLB controllers,
+// the volume helper beside the local-path provisioner) change with skiff
+// itself: their tag is the content hash of the helpers every node of one
+// build shares.
+func SystemImages(registry string) (SystemImageNames, error) {
 	hash, err := bundle.ContentHash()
 	if err != nil {
 		return SystemImageNames{}, err
 	}
-	own := func(name string) string { return "skiff.local/system/" + name + ":" + hash }
+	own := func(name string) string { return systemRegistry + "/system/" + name + ":" + hash }
+	r := func(name string) string { return WithRegistry(name, registry) }
 	return SystemImageNames{
-		Pause:         PauseImage,
-		CoreDNS:       CoreDNSImage,
-		Ingress:       own("ingress"),
-		LocalPath:     own("local-path"),
-		MetricsServer: MetricsServerImage,
-		ServiceLB:     own("servicelb"),
+		Pause:         r(PauseImage),
+		CoreDNS:       r(CoreDNSImage),
+		Ingress:       r(own("ingress")),
+		LocalPath:     r(own("local-path")),
+		MetricsServer: r(MetricsServerImage),
+		ServiceLB:     r(own("servicelb")),
 	}, nil
+}
+
+// WithRegistry renames a system image to registry, as k3s's
+// --system-default-registry does: the registry replaces skiff.local and
+// the path stays, so skiff.local/system/coredns:1.15.0 becomes
+// REGISTRY/system/coredns:1.15.0, which is where a user mirrors it.
+func WithRegistry(name, registry string) string {
+	if registry == "" {
+		return name
+	}
+	return registry + strings.TrimPrefix(name, systemRegistry)
 }
 
 // systemImages imports the images a node needs from the skiff binary itself
@@ -63,6 +81,10 @@ type systemImages struct {
 	address string
 	binDir  string
 	dir     *containerd.ImageDir
+	// registry is the cluster's --system-default-registry: each image is
+	// also named under it, which is how the addons' manifests name them,
+	// so they resolve without a pull.
+	registry string
 }
 
 func (s *systemImages) Name() string { return "images" }
@@ -111,7 +133,9 @@ func (s *systemImages) Start(ctx context.Context) (<-chan error, error) {
 // specs describes the system images, the pod sandbox's first: each holds
 // static programs from the helper executables.
 func (s *systemImages) specs() ([]images.Spec, error) {
-	names, err := SystemImages()
+	// Built under skiff.local, the names that never change; importImage
+	// adds the registry's.
+	names, err := SystemImages("")
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +195,7 @@ func (s *systemImages) importImage(ctx context.Context, spec images.Spec) error 
 	if have, err := containerd.HasImage(ctx, s.address, spec.Name, digest); err != nil {
 		logrus.Warnf("check image %s: %v; importing it again", spec.Name, err)
 	} else if have {
-		return nil
+		return s.alias(ctx, spec.Name)
 	}
 	began := time.Now()
 	// Streamed: a system image is tens of MiB that skiff's heap (and so
@@ -187,5 +211,15 @@ func (s *systemImages) importImage(ctx context.Context, spec images.Spec) error 
 		return fmt.Errorf("import the image %s: %w", spec.Name, err)
 	}
 	logrus.Infof("imported system image %s in %s", spec.Name, time.Since(began).Round(10*time.Millisecond))
-	return nil
+	return s.alias(ctx, spec.Name)
+}
+
+// alias names the system image name also under the cluster's
+// --system-default-registry, if it has one.
+func (s *systemImages) alias(ctx context.Context, name string) error {
+	alias := WithRegistry(name, s.registry)
+	if alias == name {
+		return nil
+	}
+	return containerd.TagImage(ctx, s.address, name, alias)
 }

@@ -16,8 +16,9 @@ import (
 var agentFlagNames = []string{
 	flagConfig, flagDataDir, flagDebug,
 	flagServer, flagToken, flagTokenFile,
-	flagNodeIP, flagNodeName, flagNodeExternalIP, flagNodeLabel, flagNodeTaint,
-	flagFlannelIface, flagSnapshotter, flagRegistries, flagDefaultRuntime,
+	flagNodeIP, flagNodeName, flagNodeExternalIP, flagNodeInternalDNS, flagNodeExternalDNS,
+	flagNodeLabel, flagNodeTaint,
+	flagFlannelIface, flagSnapshotter, flagRegistries, flagNoDefaultEndpoint, flagDefaultRuntime,
 	flagKubeletArg, flagKubeProxyArg,
 }
 
@@ -88,6 +89,9 @@ func agentConfig(c *cli.Context) (*config.Agent, error) {
 			ExtraKubeProxyArgs: copyList(c.StringSlice(flagKubeProxyArg)),
 			FlannelIface:       c.String(flagFlannelIface),
 			NodeExternalIP:     c.String(flagNodeExternalIP),
+			NodeInternalDNS:    splitCommas(c.StringSlice(flagNodeInternalDNS)),
+			NodeExternalDNS:    splitCommas(c.StringSlice(flagNodeExternalDNS)),
+			NoDefaultEndpoint:  c.Bool(flagNoDefaultEndpoint),
 			Snapshotter:        c.String(flagSnapshotter),
 			RegistriesFile:     c.String(flagRegistries),
 			DefaultRuntime:     c.String(flagDefaultRuntime),

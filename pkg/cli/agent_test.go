@@ -13,14 +13,14 @@ func TestAgentFromEnvironmentAndFlags(t *testing.T) {
 	t.Setenv("SKIFF_URL", "https://10.0.0.1:6443")
 	t.Setenv("SKIFF_TOKEN", "K10abc::server:secret")
 	t.Setenv("SKIFF_DEFAULT_RUNTIME", "nvidia")
-	r := run(t, "agent", "--config", "", "--node-ip", "10.0.0.2", "--node-external-ip", "203.0.113.9", "--node-label", "disktype=hdd", "--kubelet-arg", "max-pods=20")
+	r := run(t, "agent", "--config", "", "--node-ip", "10.0.0.2", "--node-external-ip", "203.0.113.9,2001:db8::9", "--node-external-dns", "a.example,b.example", "--disable-default-registry-endpoint", "--node-label", "disktype=hdd", "--kubelet-arg", "max-pods=20")
 	if r.code != 0 || r.rec.agentCfg == nil {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	c := r.rec.agentCfg
-	got := fmt.Sprintf("%q %q %s %s %s %s %s %s %v %s", c.Node.Labels, c.Node.KubeletFlags, c.Node.ExternalIP, c.Node.RegistriesFile, c.Node.DefaultRuntime,
+	got := fmt.Sprintf("%q %q %v %q %v %s %s %s %s %s %v %s", c.Node.Labels, c.Node.KubeletFlags, c.Node.ExternalIPs, c.Node.ExternalDNS, c.Node.NoDefaultEndpoint, c.Node.RegistriesFile, c.Node.DefaultRuntime,
 		c.Node.Paths.DataDir, c.ServerURL, c.Token, c.Node.IPs, c.LoadBalancerAddress)
-	want := fmt.Sprintf(`["disktype=hdd"] ["--max-pods=20"] 203.0.113.9 %s nvidia %s https://10.0.0.1:6443 K10abc::server:secret [10.0.0.2] %s`,
+	want := fmt.Sprintf(`["disktype=hdd"] ["--max-pods=20"] [203.0.113.9 2001:db8::9] ["a.example" "b.example"] true %s nvidia %s https://10.0.0.1:6443 K10abc::server:secret [10.0.0.2] %s`,
 		config.DefaultRegistriesFile, config.DefaultDataDir, config.DefaultLoadBalancerAddress)
 	if got != want {
 		t.Errorf("config = %s\nwant %s", got, want)

@@ -61,6 +61,10 @@ const (
 	flagDefaultRuntime       = "default-runtime"
 	flagAgentToken           = "agent-token"
 	flagNodeExternalIP       = "node-external-ip"
+	flagNodeInternalDNS      = "node-internal-dns"
+	flagNodeExternalDNS      = "node-external-dns"
+	flagSystemRegistry       = "system-default-registry"
+	flagNoDefaultEndpoint    = "disable-default-registry-endpoint"
 )
 
 // The embedded etcd's snapshots and recovery, named as in k3s.
@@ -166,7 +170,9 @@ func serverFlags() []cli.Flag {
 
 		str(flagNodeIP, categoryNode, "IP address of this node; \"v4,v6\" for dual stack (default: detected)", ""),
 		str(flagNodeName, categoryNode, "name of this node (default: the hostname)", ""),
-		str(flagNodeExternalIP, categoryNode, "address other nodes reach this node at, when it is behind NAT; the pod network advertises it", ""),
+		str(flagNodeExternalIP, categoryNode, "the node's ExternalIP, \"v4,v6\" for dual stack: the address other nodes and clients reach it at when it is behind NAT; the pod network advertises it", ""),
+		list(flagNodeInternalDNS, categoryNode, "the node's InternalDNS address; repeat the flag or separate with commas"),
+		list(flagNodeExternalDNS, categoryNode, "the node's ExternalDNS address; repeat the flag or separate with commas"),
 		&cli.BoolFlag{Name: flagDisableAgent, Category: categoryNode, Usage: "run only the control plane, no kubelet on this host", EnvVars: envVar(flagDisableAgent)},
 		list(flagNodeLabel, categoryNode, "label to register the node with, key=value; repeat the flag"),
 		list(flagNodeTaint, categoryNode, "taint to register the node with, key=value:Effect; repeat the flag"),
@@ -174,6 +180,7 @@ func serverFlags() []cli.Flag {
 		str(flagFlannelIface, categoryNetworking, "interface the pod network uses between nodes (default: the node IP's interface)", ""),
 		str(flagSnapshotter, categoryNode, "containerd snapshotter: overlayfs or native (default: overlayfs where it works)", ""),
 		&cli.StringFlag{Name: flagRegistries, Category: categoryNode, Usage: "registry mirrors, auth and TLS settings for containerd", Value: config.DefaultRegistriesFile, EnvVars: envVar(flagRegistries), TakesFile: true},
+		&cli.BoolFlag{Name: flagNoDefaultEndpoint, Category: categoryNode, Usage: "pull images of a registry with mirrors in the registries file from those mirrors only, never from the registry itself", EnvVars: envVar(flagNoDefaultEndpoint)},
 		str(flagDefaultRuntime, categoryNode, "runtime handler pods without a RuntimeClass run with: one found on the host (crun, nvidia, runsc, kata...) or added by a containerd config template (default: the bundled runc)", ""),
 
 		token,
@@ -196,6 +203,7 @@ func serverFlags() []cli.Flag {
 			Usage: "with --cluster-reset: first restore this snapshot file (the current etcd data is kept beside it, as server/db/etcd-old-UNIXTIME in the data dir), then exit as --cluster-reset does"},
 		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
 		list(flagDisable, categoryCluster, "addon not to deploy, removed if it runs: a bundled one ("+strings.Join(manifests.Names(), ", ")+") or a file of the manifests folder, named without its extension; repeat the flag or separate with commas"),
+		str(flagSystemRegistry, categoryCluster, "registry host the bundled system images are named under, e.g. registry.example:5000 makes skiff.local/system/coredns registry.example:5000/system/coredns; the nodes still have them offline", ""),
 		str(flagLocalStoragePath, categoryCluster, "directory on each node that volumes of the local-path storage class are created in (default: storage in the data dir)", ""),
 
 		kubeconfig,
@@ -286,6 +294,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		DisableAgent:               c.Bool(flagDisableAgent),
 		Disable:                    splitCommas(c.StringSlice(flagDisable)),
 		LocalStoragePath:           c.String(flagLocalStoragePath),
+		SystemDefaultRegistry:      c.String(flagSystemRegistry),
 		ExtraAPIServerArgs:         copyList(c.StringSlice(flagAPIServerArg)),
 		ExtraControllerManagerArgs: copyList(c.StringSlice(flagControllerManagerArg)),
 		ExtraSchedulerArgs:         copyList(c.StringSlice(flagSchedulerArg)),
@@ -298,6 +307,9 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 			FlannelBackend:     c.String(flagFlannelBackend),
 			FlannelIface:       c.String(flagFlannelIface),
 			NodeExternalIP:     c.String(flagNodeExternalIP),
+			NodeInternalDNS:    splitCommas(c.StringSlice(flagNodeInternalDNS)),
+			NodeExternalDNS:    splitCommas(c.StringSlice(flagNodeExternalDNS)),
+			NoDefaultEndpoint:  c.Bool(flagNoDefaultEndpoint),
 			Snapshotter:        c.String(flagSnapshotter),
 			RegistriesFile:     c.String(flagRegistries),
 			DefaultRuntime:     c.String(flagDefaultRuntime),

@@ -27,14 +27,23 @@ type Node struct {
 
 	FlannelBackend string
 	FlannelIface   string
-	// NodeExternalIP is the address other nodes reach this one at when it
-	// sits behind NAT; flannel advertises it instead of the node IP.
+	// NodeExternalIP is --node-external-ip: the address (or an IPv4 and an
+	// IPv6 one, separated by a comma) other nodes and clients reach this
+	// one at when it sits behind NAT. It is the Node's ExternalIP, and
+	// flannel advertises it instead of the node IP.
 	NodeExternalIP string
+	// NodeInternalDNS and NodeExternalDNS are the Node's InternalDNS and
+	// ExternalDNS addresses (--node-internal-dns, --node-external-dns).
+	NodeInternalDNS []string
+	NodeExternalDNS []string
 
 	// Snapshotter is containerd's snapshotter; empty picks overlayfs where it
 	// works and native elsewhere.
 	Snapshotter    string
 	RegistriesFile string
+	// NoDefaultEndpoint keeps pulls of a mirrored registry on its mirrors
+	// (--disable-default-registry-endpoint).
+	NoDefaultEndpoint bool
 	// DefaultRuntime is the runtime handler pods without a RuntimeClass
 	// run with; empty means the bundled runc.
 	DefaultRuntime string
@@ -83,8 +92,18 @@ func (n *Node) ValidateNode() error {
 		return fmt.Errorf("invalid --default-runtime %q; give a runtime handler name such as crun or nvidia (lower-case letters, digits and '-')", n.DefaultRuntime)
 	}
 	if n.NodeExternalIP != "" {
-		if _, ok := parseIP(n.NodeExternalIP); !ok {
-			return fmt.Errorf("invalid --node-external-ip %q: not an IP address; use a form like 203.0.113.10", n.NodeExternalIP)
+		if err := validateIPPair("--node-external-ip", n.NodeExternalIP); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		flag  string
+		names []string
+	}{{"--node-internal-dns", n.NodeInternalDNS}, {"--node-external-dns", n.NodeExternalDNS}} {
+		for _, name := range f.names {
+			if !isDNSName(name, false) {
+				return fmt.Errorf("invalid %s %q: not a DNS name; use a form like node1.example.com", f.flag, name)
+			}
 		}
 	}
 	for _, l := range n.NodeLabels {

@@ -54,11 +54,14 @@ type CompletedNode struct {
 	// IPs holds at least one address: the configured ones, or the address
 	// of the interface with the default route.
 	IPs []netip.Addr
-	// ExternalIP, when valid, is where other nodes reach this one from
-	// behind NAT.
-	ExternalIP netip.Addr
-	Labels     []string
-	Taints     []string
+	// ExternalIPs (none, one, or an IPv4 and an IPv6 one) are where other
+	// nodes and clients reach this one from behind NAT.
+	ExternalIPs []netip.Addr
+	// InternalDNS and ExternalDNS are the node's DNS names of those types.
+	InternalDNS []string
+	ExternalDNS []string
+	Labels      []string
+	Taints      []string
 	// KubeletFlags and KubeProxyFlags are the users' --kubelet-arg and
 	// --kube-proxy-arg values as command-line flags.
 	KubeletFlags   []string
@@ -74,6 +77,12 @@ type CompletedNode struct {
 	FlannelIface   string
 	Snapshotter    string
 	RegistriesFile string
+	// NoDefaultEndpoint keeps pulls of a mirrored registry on its mirrors.
+	NoDefaultEndpoint bool
+	// SystemDefaultRegistry is the registry the system images are named
+	// under ("" for skiff.local); like FlannelBackend, "" on an agent means
+	// the cluster's, learned when it joins.
+	SystemDefaultRegistry string
 	// DefaultRuntime is containerd's default runtime handler; "" for the
 	// bundled runc.
 	DefaultRuntime string
@@ -81,11 +90,13 @@ type CompletedNode struct {
 }
 
 // CertificateIPs are the node's addresses its kubelet serving certificate
-// names: the node IPs and the external IP.
+// names: the node IPs and the external IPs.
 func (n *CompletedNode) CertificateIPs() []netip.Addr {
 	ips := slices.Clone(n.IPs)
-	if n.ExternalIP.IsValid() && !slices.Contains(ips, n.ExternalIP) {
-		ips = append(ips, n.ExternalIP)
+	for _, ip := range n.ExternalIPs {
+		if !slices.Contains(ips, ip) {
+			ips = append(ips, ip)
+		}
 	}
 	return ips
 }
@@ -131,6 +142,9 @@ type CompletedServer struct {
 	Disable           []string
 	// LocalStoragePath is where local-path volumes are made on every node.
 	LocalStoragePath string
+	// SystemDefaultRegistry is the registry the system images are named
+	// under; "" keeps skiff.local.
+	SystemDefaultRegistry string
 
 	// EtcdSnapshots are this server's scheduled snapshots of the embedded
 	// etcd; other datastores have none.
@@ -197,6 +211,7 @@ func (s *Server) Complete() (*CompletedServer, error) {
 		SecretsEncryption:      s.SecretsEncryption,
 		Disable:                slices.Clone(s.Disable),
 		LocalStoragePath:       s.LocalStoragePath,
+		SystemDefaultRegistry:  s.SystemDefaultRegistry,
 		APIServerFlags:         PassthroughFlags(s.ExtraAPIServerArgs),
 		ControllerManagerFlags: PassthroughFlags(s.ExtraControllerManagerArgs),
 		SchedulerFlags:         PassthroughFlags(s.ExtraSchedulerArgs),
@@ -220,6 +235,7 @@ func (s *Server) Complete() (*CompletedServer, error) {
 	if !s.DisableAgent {
 		node := s.Node.complete(paths, name, ips, s.Debug)
 		node.FlannelBackend = c.FlannelBackend
+		node.SystemDefaultRegistry = c.SystemDefaultRegistry
 		c.Node = &node
 	}
 	return c, nil
@@ -352,24 +368,26 @@ func (a *Agent) Complete() (*CompletedAgent, error) {
 
 // complete turns validated node options into a CompletedNode.
 func (n *Node) complete(paths layout.Layout, name string, ips []netip.Addr, debug bool) CompletedNode {
-	external, _ := parseIP(n.NodeExternalIP)
 	return CompletedNode{
-		Paths:          paths,
-		Name:           name,
-		IPs:            ips,
-		ExternalIP:     external,
-		Labels:         slices.Clone(n.NodeLabels),
-		Taints:         slices.Clone(n.NodeTaints),
-		KubeletFlags:   PassthroughFlags(n.ExtraKubeletArgs),
-		KubeProxyFlags: PassthroughFlags(n.ExtraKubeProxyArgs),
-		KubeletRootDir: n.kubeletRootDir(),
-		KubeProxyMode:  passthroughValue(n.ExtraKubeProxyArgs, "proxy-mode"),
-		FlannelBackend: n.FlannelBackend,
-		FlannelIface:   n.FlannelIface,
-		Snapshotter:    n.Snapshotter,
-		RegistriesFile: n.RegistriesFile,
-		DefaultRuntime: n.DefaultRuntime,
-		Debug:          debug,
+		Paths:             paths,
+		Name:              name,
+		IPs:               ips,
+		ExternalIPs:       parseNodeIPs(n.NodeExternalIP),
+		InternalDNS:       slices.Clone(n.NodeInternalDNS),
+		ExternalDNS:       slices.Clone(n.NodeExternalDNS),
+		Labels:            slices.Clone(n.NodeLabels),
+		Taints:            slices.Clone(n.NodeTaints),
+		KubeletFlags:      PassthroughFlags(n.ExtraKubeletArgs),
+		KubeProxyFlags:    PassthroughFlags(n.ExtraKubeProxyArgs),
+		KubeletRootDir:    n.kubeletRootDir(),
+		KubeProxyMode:     passthroughValue(n.ExtraKubeProxyArgs, "proxy-mode"),
+		FlannelBackend:    n.FlannelBackend,
+		FlannelIface:      n.FlannelIface,
+		Snapshotter:       n.Snapshotter,
+		RegistriesFile:    n.RegistriesFile,
+		NoDefaultEndpoint: n.NoDefaultEndpoint,
+		DefaultRuntime:    n.DefaultRuntime,
+		Debug:             debug,
 	}
 }
 

@@ -83,6 +83,9 @@ type Server struct {
 	// LocalStoragePath is where local-path volumes are made on every node;
 	// empty means layout.Layout's StorageDir of the server's data dir.
 	LocalStoragePath string
+	// SystemDefaultRegistry ("host" or "host:port") is the registry the
+	// bundled system images are named under instead of skiff.local.
+	SystemDefaultRegistry string
 	Node
 
 	ExtraAPIServerArgs         []string

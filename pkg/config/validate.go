@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,6 +42,7 @@ func (s *Server) Validate() error {
 		s.validateEtcdSnapshots,
 		s.validateDisable,
 		s.validateLocalStoragePath,
+		s.validateSystemRegistry,
 	}
 	var errs []error
 	for _, check := range checks {
@@ -49,6 +51,18 @@ func (s *Server) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (s *Server) validateSystemRegistry() error {
+	r := s.SystemDefaultRegistry
+	if r == "" {
+		return nil
+	}
+	u, err := url.Parse("https://" + r)
+	if err != nil || u.Host != r || u.Hostname() == "" || strings.ContainsAny(r, "/@ \t?#") {
+		return fmt.Errorf("invalid --system-default-registry %q: give a registry host like registry.example or registry.example:5000, without a scheme or path", r)
+	}
+	return nil
 }
 
 func (s *Server) validateAgentToken() error {
@@ -153,7 +167,8 @@ func (s *Server) validateDisable() error {
 	return nil
 }
 
-// parseNodeIPs parses a --node-ip list that validateNodeIPs accepted.
+// parseNodeIPs parses a --node-ip (or --node-external-ip) list that
+// validateIPPair accepted.
 func parseNodeIPs(list string) []netip.Addr {
 	if strings.TrimSpace(list) == "" {
 		return nil
@@ -204,26 +219,30 @@ func (s *Server) validateAddresses() error {
 	return nil
 }
 
-func validateNodeIPs(list string) error {
+func validateNodeIPs(list string) error { return validateIPPair("--node-ip", list) }
+
+// validateIPPair checks a flag that takes one address, or an IPv4 and an
+// IPv6 one separated by a comma (--node-ip, --node-external-ip).
+func validateIPPair(flag, list string) error {
 	parts := strings.Split(list, ",")
 	if len(parts) > 2 {
-		return fmt.Errorf("invalid --node-ip %q: more than two addresses; give one IPv4 address, one IPv6 address, or one of each separated by a comma", list)
+		return fmt.Errorf("invalid %s %q: more than two addresses; give one IPv4 address, one IPv6 address, or one of each separated by a comma", flag, list)
 	}
 	var seenV4, seenV6 bool
 	for _, part := range parts {
 		part = strings.TrimSpace(part)
 		addr, ok := parseIP(part)
 		if !ok {
-			return fmt.Errorf("invalid --node-ip %q: %q is not an IP address; use a form like 192.168.1.10 or 192.168.1.10,fd00::10", list, part)
+			return fmt.Errorf("invalid %s %q: %q is not an IP address; use a form like 192.168.1.10 or 192.168.1.10,fd00::10", flag, list, part)
 		}
 		if addr.Is4() {
 			if seenV4 {
-				return fmt.Errorf("invalid --node-ip %q: two IPv4 addresses; give at most one IPv4 and one IPv6 address", list)
+				return fmt.Errorf("invalid %s %q: two IPv4 addresses; give at most one IPv4 and one IPv6 address", flag, list)
 			}
 			seenV4 = true
 		} else {
 			if seenV6 {
-				return fmt.Errorf("invalid --node-ip %q: two IPv6 addresses; give at most one IPv4 and one IPv6 address", list)
+				return fmt.Errorf("invalid %s %q: two IPv6 addresses; give at most one IPv4 and one IPv6 address", flag, list)
 			}
 			seenV6 = true
 		}

@@ -106,6 +106,24 @@ func TestValidate(t *testing.T) {
 			wantErr: []string{"--node-ip", "two IPv6 addresses"}},
 		{name: "node ip three", modify: func(s *Server) { s.NodeIP = "10.0.0.1,fd00::1,10.0.0.2" },
 			wantErr: []string{"--node-ip", "more than two"}},
+		{name: "external ips", modify: func(s *Server) {
+			s.Node.NodeExternalIP = "203.0.113.10,2001:db8::10"
+			s.Node.NodeInternalDNS = []string{"node1.lan"}
+			s.Node.NodeExternalDNS = []string{"node1.example.com", "Node1.Example.org"}
+		}},
+		{name: "external ip two v4", modify: func(s *Server) { s.Node.NodeExternalIP = "203.0.113.10,203.0.113.11" },
+			wantErr: []string{`--node-external-ip "203.0.113.10,203.0.113.11"`, "two IPv4 addresses"}},
+		{name: "external ip not ip", modify: func(s *Server) { s.Node.NodeExternalIP = "gateway" },
+			wantErr: []string{`--node-external-ip "gateway"`, "not an IP address"}},
+		{name: "internal dns not a name", modify: func(s *Server) { s.Node.NodeInternalDNS = []string{"a_b"} },
+			wantErr: []string{`--node-internal-dns "a_b"`, "not a DNS name"}},
+		{name: "external dns not a name", modify: func(s *Server) { s.Node.NodeExternalDNS = []string{"-x.example"} },
+			wantErr: []string{`--node-external-dns "-x.example"`, "not a DNS name"}},
+		{name: "system registry", modify: func(s *Server) { s.SystemDefaultRegistry = "registry.example:5000" }},
+		{name: "system registry with scheme", modify: func(s *Server) { s.SystemDefaultRegistry = "https://registry.example" },
+			wantErr: []string{`--system-default-registry "https://registry.example"`, "without a scheme or path"}},
+		{name: "system registry with path", modify: func(s *Server) { s.SystemDefaultRegistry = "registry.example/team" },
+			wantErr: []string{"--system-default-registry", "without a scheme or path"}},
 		{name: "empty tls san", modify: func(s *Server) { s.TLSSANs = []string{"ok.example.com", ""} },
 			wantErr: []string{`--tls-san ""`, "empty"}},
 		{name: "tls san with space", modify: func(s *Server) { s.TLSSANs = []string{"a b"} },
@@ -314,6 +332,7 @@ func TestCompleteServer(t *testing.T) {
 	s.Node.ExtraKubeProxyArgs = []string{"proxy-mode=nftables"}
 	s.Node.NodeExternalIP = "203.0.113.10"
 	s.Node.DefaultRuntime = "crun"
+	s.SystemDefaultRegistry = "registry.example:5000"
 	c, err := s.Complete()
 	if err != nil {
 		t.Fatal(err)
@@ -343,6 +362,10 @@ func TestCompleteServer(t *testing.T) {
 	}
 	if ips := n.CertificateIPs(); len(ips) != 3 || ips[2].String() != "203.0.113.10" {
 		t.Errorf("certificate IPs %v", ips)
+	}
+	// The server's own node knows the cluster's system registry.
+	if n.SystemDefaultRegistry != "registry.example:5000" || c.SystemDefaultRegistry != "registry.example:5000" {
+		t.Errorf("system default registry: node %q, server %q", n.SystemDefaultRegistry, c.SystemDefaultRegistry)
 	}
 
 	s.DisableAgent = true

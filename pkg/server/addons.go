@@ -26,7 +26,7 @@ const (
 
 // bundledAddons renders the addons skiff ships for this cluster.
 func bundledAddons(cfg *config.CompletedServer, certs *pki.ServerPKI) ([]deploy.Bundled, error) {
-	images, err := agent.SystemImages()
+	images, err := agent.SystemImages(cfg.SystemDefaultRegistry)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/leader"
+	"github.com/skiff-io/skiff/pkg/nodeaddress"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
 	"github.com/skiff-io/skiff/pkg/supervisor"
@@ -124,11 +125,12 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		PKI:   certs,
 		Token: token,
 		Cluster: supervisor.ClusterConfig{
-			ClusterCIDR:    cfg.Cluster.ClusterCIDRList(),
-			ServiceCIDR:    cfg.Cluster.ServiceCIDRList(),
-			ClusterDNS:     cfg.Cluster.ClusterDNS.String(),
-			ClusterDomain:  cfg.Cluster.ClusterDomain,
-			FlannelBackend: cfg.FlannelBackend,
+			ClusterCIDR:           cfg.Cluster.ClusterCIDRList(),
+			ServiceCIDR:           cfg.Cluster.ServiceCIDRList(),
+			ClusterDNS:            cfg.Cluster.ClusterDNS.String(),
+			ClusterDomain:         cfg.Cluster.ClusterDomain,
+			FlannelBackend:        cfg.FlannelBackend,
+			SystemDefaultRegistry: cfg.SystemDefaultRegistry,
 		},
 		ServiceCIDRs:    cfg.Cluster.ServiceCIDRs,
 		Passwords:       &supervisor.NodePasswords{Client: adminClient},
@@ -212,6 +214,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		elected(after(sched, roles)),
 		elected(after(deployer, roles)),
 		elected(after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api)),
+		elected(after(&nodeaddress.Controller{Kubeconfig: kubeconfigs.admin}, api)),
 	}
 	if st.member != nil {
 		comps = append(comps, elected(after(&memberRemoval{client: adminClient, etcd: st.member.Client.Get}, api)))

@@ -44,6 +44,9 @@ type ClusterConfig struct {
 	ClusterDomain string `json:"clusterDomain"`
 	// FlannelBackend is the pod network backend every node must use.
 	FlannelBackend string `json:"flannelBackend"`
+	// SystemDefaultRegistry is the registry the system images are named
+	// under; "" for skiff.local.
+	SystemDefaultRegistry string `json:"systemDefaultRegistry,omitempty"`
 }
 
 // Supervisor holds what the endpoints need to answer.

@@ -34,14 +34,19 @@ const maxAddressLen = 107 - len(".ttrpc")
 // config has a runtime handler for each runtime found in cfg.RuntimeDirs;
 // when one of cfg.Templates exists, it is rendered over the generated
 // config's values and written instead. It returns the path of config.toml.
+//
+// Mirrors with rewrite rules are written as they are: only a running
+// Process puts its rewrite proxies in front of them.
 func WriteConfig(cfg Config) (configPath string, err error) {
-	configPath, _, err = writeConfig(cfg)
+	configPath, _, err = writeConfig(cfg, nil)
 	return configPath, err
 }
 
 // writeConfig is WriteConfig returning the resolved config (defaults
-// applied, snapshotter chosen) that the caller then runs with.
-func writeConfig(cfg Config) (string, Config, error) {
+// applied, snapshotter chosen) that the caller then runs with. proxy, when
+// not nil, is called with the registries before anything is written, to
+// start their rewrite proxies.
+func writeConfig(cfg Config, proxy func(*Registries) error) (string, Config, error) {
 	c, err := resolve(cfg)
 	if err != nil {
 		return "", c, err
@@ -50,6 +55,11 @@ func writeConfig(cfg Config) (string, Config, error) {
 	if err != nil {
 		return "", c, err
 	}
+	if proxy != nil {
+		if err := proxy(regs); err != nil {
+			return "", c, err
+		}
+	}
 	tmplPath, tmplText, err := findTemplate(c.Templates)
 	if err != nil {
 		return "", c, err
@@ -57,7 +67,7 @@ func writeConfig(cfg Config) (string, Config, error) {
 	if err := os.MkdirAll(c.ConfigDir, 0o700); err != nil {
 		return "", c, fmt.Errorf("create containerd config dir: %w", err)
 	}
-	if err := writeHostsDir(certsDir(c), regs, c.RegistriesFile); err != nil {
+	if err := writeHostsDir(certsDir(c), regs, c.RegistriesFile, c.NoDefaultEndpoint); err != nil {
 		return "", c, err
 	}
 	found := FindRuntimes(c.RuntimeDirs)

@@ -86,6 +86,9 @@ type Config struct {
 	// RegistriesFile holds mirrors and credentials; default
 	// DefaultRegistriesFile. A missing file means no registry configuration.
 	RegistriesFile string
+	// NoDefaultEndpoint pulls a registry that has mirrors from its mirrors
+	// only (--disable-default-registry-endpoint).
+	NoDefaultEndpoint bool
 	// LogFile receives containerd's output (appended). Required.
 	LogFile string
 	// Debug makes containerd log at debug level.

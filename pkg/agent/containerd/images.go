@@ -349,3 +349,30 @@ func HasImage(ctx context.Context, address, name, digest string) (bool, error) {
 	// "" is the snapshotter recorded on the namespace, as for imports.
 	return image.IsUnpacked(ctx, "")
 }
+
+// TagImage names the image held as name also as alias (same manifest, same
+// labels, so a pinned image stays pinned under both), replacing what alias
+// named before. The CRI plugin notices the new name by itself.
+func TagImage(ctx context.Context, address, name, alias string) error {
+	cl, err := containerd.New(address, containerd.WithDefaultNamespace(Namespace))
+	if err != nil {
+		return fmt.Errorf("connect to containerd: %w", err)
+	}
+	defer cl.Close()
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	is := cl.ImageService()
+	img, err := is.Get(ctx, name)
+	if err != nil {
+		return fmt.Errorf("look up image %s: %w", name, err)
+	}
+	img.Name = alias
+	if _, err := is.Create(ctx, img); err != nil {
+		if !errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("name image %s as %s: %w", name, alias, err)
+		}
+		if _, err := is.Update(ctx, img); err != nil {
+			return fmt.Errorf("name image %s as %s: %w", name, alias, err)
+		}
+	}
+	return nil
+}

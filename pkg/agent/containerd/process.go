@@ -56,10 +56,22 @@ func (p *Process) Name() string { return "containerd" }
 // keeps threads alive unless a goroutine exits while locked to one, so
 // Start must not be called from a goroutine that uses runtime.LockOSThread.
 func (p *Process) Start(ctx context.Context) (<-chan error, error) {
-	configPath, c, err := writeConfig(p.Config)
+	// The rewrite proxies serve containerd for as long as skiff runs it.
+	var proxies *rewriteProxies
+	configPath, c, err := writeConfig(p.Config, func(regs *Registries) (err error) {
+		proxies, err = startRewriteProxies(regs)
+		return err
+	})
 	if err != nil {
+		proxies.Close()
 		return nil, err
 	}
+	started := false
+	defer func() {
+		if !started {
+			proxies.Close()
+		}
+	}()
 	for _, d := range []string{c.RootDir, c.StateDir, filepath.Dir(c.Address), filepath.Dir(c.LogFile)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
@@ -88,9 +100,11 @@ func (p *Process) Start(ctx context.Context) (<-chan error, error) {
 	}
 	logrus.Infof("containerd is serving on %s (snapshotter %s)", c.Address, c.Snapshotter)
 
+	started = true
 	done := make(chan error, 1)
 	go func() {
 		defer close(done)
+		defer proxies.Close()
 		var exits []time.Time // recent unexpected exits
 		for {
 			select {

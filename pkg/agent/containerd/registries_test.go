@@ -68,7 +68,7 @@ func TestLoadRegistriesMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Mirrors) != 0 || len(r.Configs) != 0 || len(r.hostsFiles("x")) != 0 {
+	if len(r.Mirrors) != 0 || len(r.Configs) != 0 || len(r.hostsFiles("x", false)) != 0 {
 		t.Errorf("missing file gave %+v", r)
 	}
 }
@@ -115,7 +115,7 @@ func TestHostsFiles(t *testing.T) {
 	}
 	tls := r.Configs["mirror.example:5000"].TLS
 	certs := filepath.Join(dir, "certs.d")
-	if err := writeHostsDir(certs, r, path); err != nil {
+	if err := writeHostsDir(certs, r, path, false); err != nil {
 		t.Fatal(err)
 	}
 	read := func(name string) string {

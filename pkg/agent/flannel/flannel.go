@@ -60,9 +60,10 @@ type Config struct {
 	Iface string
 	// NodeIP is the address flannel advertises to the other nodes.
 	NodeIP net.IP
-	// PublicIP, when set, is advertised instead of NodeIP: the address
-	// other nodes reach this one at through NAT.
-	PublicIP net.IP
+	// PublicIPs (an IPv4 and/or an IPv6 address), when set, are advertised
+	// instead of NodeIP of the same family: the addresses other nodes reach
+	// this one at through NAT.
+	PublicIPs []net.IP
 	// ClusterCIDR is the pod range: "v4", "v6" or "v4,v6".
 	ClusterCIDR string
 	// ConfDir receives net-conf.json.
@@ -412,7 +413,7 @@ func (f *Flannel) lookupExtIface(ctx context.Context, sm subnet.Manager, config 
 			opts.PublicIPv6 = ip.String()
 		}
 	}
-	if ip := f.PublicIP; ip != nil {
+	for _, ip := range f.PublicIPs {
 		if ip.To4() != nil {
 			opts.PublicIP = ip.String()
 		} else {

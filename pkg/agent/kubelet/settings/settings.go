@@ -102,6 +102,10 @@ func (k *Kubelet) Args(configFile string) []string {
 		"--root-dir=" + k.RootDir,
 		"--hostname-override=" + k.NodeName,
 		"--cert-dir=" + filepath.Join(k.RootDir, "pki"),
+		// The kubelet then sets status.addresses only while it is empty and
+		// leaves them to the servers' node address controller, which adds
+		// the external IPs and DNS names (pkg/nodeaddress).
+		"--cloud-provider=external",
 	}
 	if k.DropInDir != "" {
 		args = append(args, "--config-dir="+k.DropInDir)
