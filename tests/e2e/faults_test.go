@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skiff-io/skiff/pkg/config"
+)
+
+// faultCuts are the network cuts TestNetworkFaults makes: 30 s in CI;
+// SKIFF_FAULT_CUTS=30s,2m,10m runs the issue's whole set (a long soak).
+func faultCuts(t *testing.T) []time.Duration {
+	spec := os.Getenv("SKIFF_FAULT_CUTS")
+	if spec == "" {
+		spec = "30s"
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(spec, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			t.Fatalf("SKIFF_FAULT_CUTS=%q: %q is not a duration such as 30s or 2m", spec, f)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// clusterState is the part of a `skiff cluster` state file the fault
+// tests use to reach a node from outside.
+type clusterState struct {
+	Nodes []struct {
+		Name  string `json:"name"`
+		Netns string `json:"netns"`
+		Veth  string `json:"veth"`
+		PID   int    `json:"pid"`
+	} `json:"nodes"`
+}
+
+func readClusterState(t *testing.T, name string) clusterState {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(config.ClustersDir, name, "cluster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st clusterState
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// clusterNode returns the named node's netns, host-side veth and skiff PID.
+func clusterNode(t *testing.T, cluster, node string) (netns, veth string, pid int) {
+	t.Helper()
+	for _, n := range readClusterState(t, cluster).Nodes {
+		if n.Name == node {
+			return n.Netns, n.Veth, n.PID
+		}
+	}
+	t.Fatalf("cluster %s has no node %s", cluster, node)
+	return "", "", 0
+}
+
+func processAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+
+// TestNetworkFaults cuts an agent off its server (its link down) and
+// restarts the server (SIGTERM, then kill -9) while the agent runs: the
+// agent's pods keep running and serving local traffic throughout, and
+// once the server is back in reach the node renews its lease and runs
+// new pods within 30 s, without a restart of the agent.
+func TestNetworkFaults(t *testing.T) {
+	preflightNode(t)
+	const name = "skt-f"
+	if _, err := os.Stat(filepath.Join(config.ClustersDir, name)); err == nil {
+		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
+	}
+	imageDir := t.TempDir()
+	copyFile(t, testImageTarball(t, webImageV1), filepath.Join(imageDir, "web-v1.tar"))
+	kc := filepath.Join(t.TempDir(), "f.yaml")
+	code, out := runSkiff(t, 15*time.Minute, "cluster", "create", "--agents", "1", "--image-dir", imageDir, "--kubeconfig", kc, name)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpClusterLogs(t, name)
+		}
+		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
+	})
+	if code != 0 {
+		t.Fatalf("skiff cluster create: exit %d, output:\n%s", code, out)
+	}
+	s := &server{t: t, kubeconfig: kc}
+	serverNode, agent := name+"-server-1", name+"-agent-1"
+	s.waitNodes([]string{serverNode, agent}, time.Minute)
+	agentNetns, agentVeth, agentPID := clusterNode(t, name, agent)
+
+	s.apply(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: local}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: local}}
+  template:
+    metadata: {labels: {app: local}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: %s}
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: web
+          image: %s
+          imagePullPolicy: Never
+`, agent, webImageV1))
+	pod := s.waitPodsOnNodes("app=local", map[string]int{agent: 1}, 3*time.Minute)[agent][0]
+	web := testImages(t).binary
+	// localGet asks the agent's pod from the agent's own network
+	// namespace: traffic that never leaves the node.
+	localGet := func() error {
+		out, err := exec.Command("ip", "netns", "exec", agentNetns, web, "get", fmt.Sprintf("http://%s:%d/", pod.Status.PodIP, webPort)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	if err := localGet(); err != nil {
+		t.Fatalf("the agent cannot reach its own pod before any fault: %v", err)
+	}
+	containersBefore := containersOn(t, s, agent)
+
+	// recovered checks, within 30 s of since, that the agent renewed its
+	// node lease after since, is Ready, and runs a new pod, and that
+	// neither the agent's skiff nor its pods restarted.
+	probe := 0
+	recovered := func(t *testing.T, since time.Time) {
+		t.Helper()
+		began := time.Now()
+		eventually(t, 30*time.Second, func() error {
+			renew := strings.TrimSpace(s.kubectl("get", "lease", "-n", "kube-node-lease", agent, "-o", "jsonpath={.spec.renewTime}"))
+			at, err := time.Parse(time.RFC3339Nano, renew)
+			if err != nil {
+				return fmt.Errorf("lease renewTime %q: %v", renew, err)
+			}
+			if at.Before(since) {
+				return fmt.Errorf("the agent's lease was last renewed at %s, before %s", at.Format(time.RFC3339), since.Format(time.RFC3339))
+			}
+			n, err := s.node(agent)
+			if err != nil {
+				return err
+			}
+			if n.condition("Ready") != "True" {
+				return fmt.Errorf("node %s is not Ready", agent)
+			}
+			return nil
+		})
+		leaseAfter := time.Since(began)
+		probe++
+		probeName := fmt.Sprintf("probe-%d", probe)
+		s.kubectl("run", probeName, "--image="+webImageV1, "--image-pull-policy=Never", "--restart=Never",
+			"--overrides", fmt.Sprintf(`{"spec":{"nodeSelector":{"kubernetes.io/hostname":%q}}}`, agent))
+		s.waitPod("default", probeName, 30*time.Second, func(p podInfo) error { return p.running() })
+		t.Logf("after the fault: lease renewed and node Ready in %s, a new pod running on it in %s", leaseAfter.Round(time.Second), time.Since(began).Round(time.Second))
+		if _, _, pid := clusterNode(t, name, agent); pid != agentPID || !processAlive(agentPID) {
+			t.Errorf("the agent's skiff restarted (pid %d, now %d)", agentPID, pid)
+		}
+		if now := containersOn(t, s, agent)[pod.Metadata.Name]; now != containersBefore[pod.Metadata.Name] {
+			t.Errorf("the agent's pod restarted: containers %q, before %q", now, containersBefore[pod.Metadata.Name])
+		}
+		s.kubectl("delete", "pod", probeName, "--wait=false")
+	}
+
+	for _, cut := range faultCuts(t) {
+		t.Run(fmt.Sprintf("the agent cut off for %s", cut), func(t *testing.T) {
+			defer s.bind(t)()
+			if _, err := ipCmd("link", "set", agentVeth, "down"); err != nil {
+				t.Fatal(err)
+			}
+			restored := false
+			defer func() {
+				if !restored {
+					_, _ = ipCmd("link", "set", agentVeth, "up")
+				}
+			}()
+			end := time.Now().Add(cut)
+			for time.Now().Before(end) {
+				if err := localGet(); err != nil {
+					t.Errorf("%s into the cut, the agent's pod does not answer on the node: %v", cut-time.Until(end).Round(time.Second), err)
+					break
+				}
+				if !processAlive(agentPID) {
+					t.Fatalf("the agent's skiff exited during the cut")
+				}
+				time.Sleep(3 * time.Second)
+			}
+			if _, err := ipCmd("link", "set", agentVeth, "up"); err != nil {
+				t.Fatal(err)
+			}
+			restored = true
+			recovered(t, time.Now())
+		})
+	}
+
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(fmt.Sprintf("the server restarted after %s", sig), func(t *testing.T) {
+			defer s.bind(t)()
+			_, _, serverPID := clusterNode(t, name, serverNode)
+			if err := syscall.Kill(serverPID, sig); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 2*time.Minute, func() error {
+				if processAlive(serverPID) {
+					return fmt.Errorf("the server's skiff (pid %d) still runs", serverPID)
+				}
+				return nil
+			})
+			if err := localGet(); err != nil {
+				t.Errorf("with the server down, the agent's pod does not answer on the node: %v", err)
+			}
+			if code, out := runSkiff(t, 10*time.Minute, "cluster", "start", name); code != 0 {
+				t.Fatalf("skiff cluster start: exit %d, output:\n%s", code, out)
+			}
+			recovered(t, time.Now())
+		})
+	}
+}
