@@ -100,8 +100,8 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 	if err := validName(req.Name); err != nil {
 		return err
 	}
-	if _, err := os.Stat(Dir(req.Name)); err == nil {
-		return fmt.Errorf("a cluster named %s already exists; delete it with skiff cluster delete %s, or pick another name", req.Name, req.Name)
+	if err := notExisting(req.Name); err != nil {
+		return err
 	}
 	for _, tool := range []string{"ip", "iptables"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -135,8 +135,8 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 		return err
 	}
 	defer unlock()
-	if _, err := os.Stat(Dir(req.Name)); err == nil {
-		return fmt.Errorf("a cluster named %s already exists; delete it with skiff cluster delete %s, or pick another name", req.Name, req.Name)
+	if err := notExisting(req.Name); err != nil {
+		return err
 	}
 	others, err := all()
 	if err != nil {
@@ -175,15 +175,15 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 	if err := c.save(); err != nil {
 		return err
 	}
-	if err := c.setUpNetwork(); err != nil {
-		return err
-	}
-	unlock()
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\nthe nodes' logs are in %s; skiff cluster delete %s removes what was made", err, filepath.Join(Dir(c.Name), "nodes", "*", "skiff.log"), c.Name)
 		}
 	}()
+	if err := c.setUpNetwork(); err != nil {
+		return err
+	}
+	unlock()
 	for _, path := range []string{c.tokenPath(), c.agentTokenPath()} {
 		secret := make([]byte, 16)
 		if _, err := rand.Read(secret); err != nil {
@@ -238,6 +238,13 @@ func create(ctx context.Context, req *config.ClusterRequest, out io.Writer) (err
 	}
 	fmt.Fprintf(out, "cluster %s ready in %s: %d servers, %d agents on %s; kubeconfig at %s\n",
 		c.Name, time.Since(began).Round(100*time.Millisecond), len(servers), len(agents), c.Subnet, c.Kubeconfig)
+	return nil
+}
+
+func notExisting(name string) error {
+	if _, err := os.Stat(Dir(name)); err == nil {
+		return fmt.Errorf("a cluster named %s already exists; delete it with skiff cluster delete %s, or pick another name", name, name)
+	}
 	return nil
 }
 
