@@ -17,18 +17,22 @@
 //
 // What: once start-up is over, the program drops its mappings of the
 // read-only parts of its own executable (code, read-only data, the function
-// tables) with MADV_DONTNEED. Those are clean pages of a file: nothing is
-// lost, the page cache keeps them until the kernel needs the memory, and
-// whatever the program still runs maps its pages again on first use (a
-// minor fault). The writable data segments and the heap are never touched:
-// MADV_DONTNEED would discard their contents. It runs once; a program that
-// is busy keeps what its work touches, so this is no periodic trimming.
+// tables) with MADV_DONTNEED, and asks the page cache to drop those pages
+// of the file that no process maps any more. They are clean pages of a
+// file: nothing is lost, and whatever the program still runs reads its
+// pages back on first use (a fault, from the disk once). The writable data
+// segments are never touched: MADV_DONTNEED would discard their contents.
+// Last, a garbage collection returns the start-up's free heap pages. It
+// runs once: a program that is busy keeps what its work touches, so this
+// is no periodic trimming, and the page cache is no worse off (only this
+// program maps its file).
 package main
 
 import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,15 +77,28 @@ func releaseStartPages() {
 		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), syscall.MADV_DONTNEED); errno == 0 {
 			released += uintptr(end - start)
 		}
-		// From now on a fault reads the page it needs, not 128 KiB around it.
+		// From now on a fault reads the page it needs, not those around it
+		// too (code is still read in 64 KiB folios: the kernel's choice).
 		syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), syscall.MADV_RANDOM)
 	}
 	// The page cache drops the executable's pages no process maps any
 	// more; otherwise each later fault would map the cached 64 KiB around
 	// the page it needs again (the kernel's fault-around).
+	// The node unpacked the image shortly before: pages not yet written
+	// back are not dropped, the first call starts their write-back and the
+	// second, once it is done, drops them.
 	if f, err := os.Open(exe); err == nil {
-		syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, 4 /* POSIX_FADV_DONTNEED */, 0, 0)
+		for i := 0; i < 2; i++ {
+			if i > 0 {
+				time.Sleep(2 * time.Second)
+			}
+			syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, 4 /* POSIX_FADV_DONTNEED */, 0, 0)
+		}
 		f.Close()
 	}
+	// The heap, too, is larger after start-up than the idle program needs:
+	// its garbage is collected and the free pages go back to the kernel,
+	// which the runtime otherwise does only slowly and not below its goal.
+	debug.FreeOSMemory()
 	fmt.Fprintf(os.Stderr, "skiff: unmapped the start-up pages of %s's read-only segments (%d MiB of address space) %s after start\n", exe, released>>20, startPagesDelay)
 }
