@@ -1,19 +1,19 @@
 //go:build skiff_addon
 
-// This file is no part of skiff's own packages: scripts/build-helpers adds
-// it, with `go build -overlay`, to the main packages of the upstream add-on
-// programs it builds (local-path-provisioner, metrics-server), whose main
-// packages cannot be imported by a main of ours. The build tag keeps it out
-// of every other build.
+// This file is no part of skiff's own packages: scripts/build-helpers
+// copies it into a copy of the upstream add-on modules it builds
+// (local-path-provisioner, metrics-server), beside their main package,
+// which a main of ours cannot import (and the go command allows no
+// -overlay into the module cache). The build tag keeps it out of every
+// other build.
 //
 // Why: a Go program on the Kubernetes libraries runs, before and while it
 // starts, the init functions and start-up code of hundreds of packages,
 // spread over its whole executable. The pages it touches then stay mapped
 // (and, with the kernel's fault-around, so do their 64 KiB neighbourhoods)
-// although an idle add-on never runs that code again: measured on a node,
-// local-path-provisioner had 28 MiB of its executable mapped and referenced
-// under 4 MiB of it in 30 s of idle; metrics-server 47 and 9 MiB
-// (docs/benchmarks.md, "Bundled add-ons").
+// although an idle add-on never runs that code again: on a node, three
+// quarters of their code stayed mapped and a tenth of it was used when idle
+// (docs/benchmarks.md, "Bundled add-ons", has the figures).
 //
 // What: once start-up is over, the program drops its mappings of the
 // read-only parts of its own executable (code, read-only data, the function
