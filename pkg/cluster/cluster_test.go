@@ -63,11 +63,11 @@ func TestClusterFile(t *testing.T) {
 
 	for body, wantErr := range map[string]string{
 		"nodes:\n  - role: server\n    labes: {a: b}\n": `unknown field "labes"`,
-		"nodes:\n  - role: master\n":                      `role "master"`,
-		"nodes: []\n":                                     "lists no nodes",
-		"nodes:\n  - role: agent\n":                       "at least one server",
+		"nodes:\n  - role: master\n":                    `role "master"`,
+		"nodes: []\n":                                   "lists no nodes",
+		"nodes:\n  - role: agent\n":                     "at least one server",
 		"nodes:\n  - {role: server, name: a}\n  - {role: agent, name: a}\n": "two nodes are named a",
-		"nodes:\n  - {role: server, name: A_1}\n":                          "not valid",
+		"nodes:\n  - {role: server, name: A_1}\n":                           "not valid",
 	} {
 		f, err := readFile(write(body))
 		if err == nil {
