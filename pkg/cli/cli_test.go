@@ -24,6 +24,7 @@ type recorder struct {
 	kubectlRan  bool
 	local       Local
 	agentCfg    *config.CompletedAgent
+	clusterReq  *config.ClusterRequest
 }
 
 func (r *recorder) actions() Actions {
@@ -35,6 +36,10 @@ func (r *recorder) actions() Actions {
 		},
 		Agent: func(_ context.Context, cfg *config.CompletedAgent) error {
 			r.agentCfg = cfg
+			return nil
+		},
+		Cluster: func(_ context.Context, req *config.ClusterRequest) error {
+			r.clusterReq = req
 			return nil
 		},
 		Kubectl: func(l Local, args []string) error {
