@@ -59,10 +59,9 @@ func (a *APIServer) Start(ctx context.Context) (<-chan error, error) {
 	}
 	// The apiserver exits unless its first ClusterIP and NodePort repair
 	// succeeds within a minute of its start, but retries a failed one only
-	// after this interval (upstream's default is 3 minutes), so one
-	// transient error in that first repair killed the server a minute later
-	// (kubernetes/kubernetes#141220). It happened to a server restarting
-	// beside another on a shared PostgreSQL.
+	// after this interval (upstream's default is 3 minutes). A server that
+	// restarts beside another can lose its first repair to the other's
+	// write; it then died a minute later (kubernetes/kubernetes#141220).
 	cfg.KubeAPIs.Extra.RepairServicesInterval = serviceRepairInterval
 	if a.Wrap != nil {
 		// The aggregator is the outermost server of the chain: wrapping its
