@@ -57,12 +57,6 @@ func (a *APIServer) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube-apiserver config: %w", err)
 	}
-	// The apiserver exits unless its first ClusterIP and NodePort repair
-	// succeeds within a minute of its start, but retries a failed one only
-	// after this interval (upstream's default is 3 minutes). A server that
-	// restarts beside another can lose its first repair to the other's
-	// write; it then died a minute later (kubernetes/kubernetes#141220).
-	cfg.KubeAPIs.Extra.RepairServicesInterval = serviceRepairInterval
 	if a.Wrap != nil {
 		// The aggregator is the outermost server of the chain: wrapping its
 		// handler puts our endpoints in front of every API request.
@@ -97,11 +91,6 @@ func (a *APIServer) Start(ctx context.Context) (<-chan error, error) {
 	}
 	return done, nil
 }
-
-// serviceRepairInterval leaves a failed first repair three more tries
-// within the apiserver's one-minute limit; each is a list of the
-// Services and their IP addresses.
-const serviceRepairInterval = 15 * time.Second
 
 // waitReady polls /readyz until the apiserver reports ready, it exits, or
 // ctx ends.
