@@ -48,6 +48,11 @@ func TestHighAvailabilityOnPostgres(t *testing.T) {
 	}
 
 	second := newDatastoreServer(t, s, "skt-pg-server2", nodeNets[1].ip, endpoint, token)
+	t.Cleanup(func() {
+		if t.Failed() {
+			keepLogs(t, "ha-postgres", []string{s.logPath, second.logPath})
+		}
+	})
 	second.start()
 	s.waitNodes([]string{first, second.name}, 5*time.Minute, second.alive)
 
