@@ -16,14 +16,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-io/skiff/pkg/cgroups"
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/mountinfo"
 )
 
 // launch starts the node's skiff process in the node's network namespace,
 // in new mount and UTS namespaces, in a session of its own so that it
 // outlives this command; its output goes to the node's log.
 func (c *Cluster) launch(n *Node) error {
-	if err := prepareCgroups(c.cgroupRoot(n)); err != nil {
+	if err := cgroups.PrepareRoot(c.cgroupRoot(n)); err != nil {
 		return err
 	}
 	for _, d := range []string{c.dataDir(n), c.kubeletDir(n), c.cniDir(n), c.varLogDir(n), c.stateDir(n)} {
@@ -198,7 +200,7 @@ func hideForeignMounts(nodeDir string) error {
 		if len(fields) < 10 {
 			continue
 		}
-		mountpoint := unescapeMountinfo(fields[4])
+		mountpoint := mountinfo.Unescape(fields[4])
 		fstype := ""
 		for i, f := range fields {
 			if f == "-" && i+1 < len(fields) {
@@ -237,26 +239,6 @@ func hideForeignMounts(nodeDir string) error {
 func under(p, dir string) bool {
 	dir = strings.TrimSuffix(dir, "/")
 	return p == dir || strings.HasPrefix(p, dir+"/")
-}
-
-// unescapeMountinfo decodes the octal escapes (\040 for a space) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // --- the node's processes ------------------------------------------------
@@ -387,81 +369,5 @@ func (c *Cluster) killNode(n *Node) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return removeCgroups(c.cgroupRoot(n))
-}
-
-// --- cgroups ----------------------------------------------------------------
-
-const cgroupFS = "/sys/fs/cgroup"
-
-// cgroupHierarchies are the mounted hierarchies (v1 controllers or the v2
-// unified one).
-func cgroupHierarchies() []string {
-	var out []string
-	candidates, _ := filepath.Glob(filepath.Join(cgroupFS, "*"))
-	candidates = append(candidates, cgroupFS)
-	for _, h := range candidates {
-		var st unix.Statfs_t
-		if unix.Statfs(h, &st) != nil {
-			continue
-		}
-		if st.Type == unix.CGROUP_SUPER_MAGIC || st.Type == unix.CGROUP2_SUPER_MAGIC {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
-// prepareCgroups creates the node's cgroup root in every hierarchy: the
-// kubelet refuses a --cgroup-root that does not exist, and a new cpuset
-// cgroup needs its CPUs and memory nodes before it can hold tasks.
-func prepareCgroups(root string) error {
-	for _, h := range cgroupHierarchies() {
-		dir := filepath.Join(h, root)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create the cgroup %s: %w", dir, err)
-		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			v, err := os.ReadFile(filepath.Join(h, f))
-			if err != nil {
-				continue
-			}
-			if cur, _ := os.ReadFile(filepath.Join(dir, f)); strings.TrimSpace(string(cur)) != "" {
-				continue
-			}
-			if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
-				return fmt.Errorf("set %s of the cgroup %s: %w", f, dir, err)
-			}
-		}
-	}
-	return nil
-}
-
-// removeCgroups removes the cgroup root's tree in every hierarchy,
-// deepest first, once its last task is gone.
-func removeCgroups(root string) error {
-	var dirs []string
-	for _, h := range cgroupHierarchies() {
-		_ = filepath.WalkDir(filepath.Join(h, root), func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	var busy []string
-	for attempt := 0; attempt < 50; attempt++ {
-		busy = busy[:0]
-		for _, d := range dirs {
-			if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
-				busy = append(busy, d)
-			}
-		}
-		if len(busy) == 0 {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("%d cgroups under %s could not be removed, e.g. %s", len(busy), root, busy[0])
+	return cgroups.RemoveRoot(c.cgroupRoot(n))
 }

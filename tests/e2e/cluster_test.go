@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-io/skiff/pkg/cgroups"
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/tests/nodetest"
 )
@@ -64,29 +65,14 @@ func TestClusterCommand(t *testing.T) {
 
 	t.Run("a pod on one agent reaches a Service backed by the other", func(t *testing.T) {
 		defer s.bind(t)()
-		s.apply(fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: backend}}
-  template:
-    metadata: {labels: {app: backend}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: %s}
-      containers:
-        - name: web
-          image: %s
-          imagePullPolicy: Never
-          ports: [{containerPort: %d}]
----
-apiVersion: v1
+		s.apply(agentDeployment("backend", 2, agent2))
+		s.apply(fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: backend}
 spec:
   selector: {app: backend}
   ports: [{port: 80, targetPort: %d}]
-`, agent2, webImageV1, webPort, webPort))
+`, webPort))
 		s.waitPodsOnNodes("app=backend", map[string]int{agent2: 2}, 3*time.Minute)
 		client := s.waitPodsOnNodes("app=everywhere", map[string]int{server1: 1, agent1: 1, agent2: 1}, time.Minute)[agent1][0]
 		eventually(t, time.Minute, func() error {
@@ -314,7 +300,7 @@ func snapshotHostState(t *testing.T) map[string][]string {
 	for _, e := range entries {
 		state["netns"] = append(state["netns"], e.Name())
 	}
-	_ = filepath.WalkDir(filepath.Join(cgroupFS, "memory"), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(cgroups.FS, "memory"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			state["cgroups"] = append(state["cgroups"], p)
 		}

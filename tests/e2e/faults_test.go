@@ -99,22 +99,7 @@ func TestNetworkFaults(t *testing.T) {
 	s.waitNodes([]string{serverNode, agent}, time.Minute)
 	agentNetns, agentVeth, agentPID := clusterNode(t, name, agent)
 
-	s.apply(fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: local}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: local}}
-  template:
-    metadata: {labels: {app: local}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: %s}
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: web
-          image: %s
-          imagePullPolicy: Never
-`, agent, webImageV1))
+	s.apply(agentDeployment("local", 1, agent))
 	pod := s.waitPodsOnNodes("app=local", map[string]int{agent: 1}, 3*time.Minute)[agent][0]
 	web := testImages(t).binary
 	// localGet asks the agent's pod from the agent's own network

@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-io/skiff/pkg/cgroups"
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/tests/nodetest"
 )
@@ -73,9 +74,6 @@ func netFor(t *testing.T, ip string) nodeNet {
 	t.Fatalf("no node namespace has the address %s", ip)
 	return nodeNet{}
 }
-
-// cgroupFS is where the cgroup hierarchies are mounted.
-const cgroupFS = "/sys/fs/cgroup"
 
 // ipCmd runs ip with args and returns its combined output.
 func ipCmd(args ...string) (string, error) {
@@ -154,7 +152,7 @@ func removeMultiNodeLeftovers(t *testing.T) {
 		return // this process's own, set up by the running test
 	}
 	roots := map[string]bool{}
-	tops, _ := filepath.Glob(filepath.Join(cgroupFS, "*", "skt-*"))
+	tops, _ := filepath.Glob(filepath.Join(cgroups.FS, "*", "skt-*"))
 	for _, d := range tops {
 		roots["/"+filepath.Base(d)] = true
 	}
@@ -512,43 +510,17 @@ func agentProcs(root, cgroupRoot string) []nodetest.Proc {
 	})
 }
 
-// prepareAgentCgroups creates the agent's cgroup root in every hierarchy:
-// the kubelet refuses a --cgroup-root that does not exist, and a new cpuset
-// cgroup needs its CPUs and memory nodes before it can hold tasks.
+// prepareAgentCgroups creates the agent's cgroup root in every hierarchy.
 func prepareAgentCgroups(t *testing.T, cgroupRoot string) {
 	t.Helper()
-	hierarchies, _ := filepath.Glob(filepath.Join(cgroupFS, "*"))
-	for _, h := range hierarchies {
-		if !isCgroupMount(h) {
-			continue
-		}
-		dir := filepath.Join(h, cgroupRoot)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatalf("create cgroup %s: %v", dir, err)
-		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			if v, err := os.ReadFile(filepath.Join(h, f)); err == nil {
-				if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
-					t.Fatalf("set %s of cgroup %s: %v", f, dir, err)
-				}
-			}
-		}
+	if err := cgroups.PrepareRoot(cgroupRoot); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// isCgroupMount: dir is a cgroup (v1 or v2) hierarchy's mount.
-func isCgroupMount(dir string) bool {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return false
-	}
-	const cgroupSuper, cgroup2Super = 0x27e0eb, 0x63677270
-	return st.Type == cgroupSuper || st.Type == cgroup2Super
-}
-
-// removeAgentCgroups removes the cgroup root's tree in every hierarchy,
-// deepest first. With stale (an earlier run's leftovers), it first kills
-// the processes still in it.
+// removeAgentCgroups removes the cgroup root's tree in every hierarchy.
+// With stale (an earlier run's leftovers), it first kills the processes
+// still in it.
 func removeAgentCgroups(t *testing.T, cgroupRoot string, stale bool) {
 	if stale {
 		for _, p := range agentProcs("/nonexistent-skiff-agent-root", cgroupRoot) {
@@ -556,35 +528,9 @@ func removeAgentCgroups(t *testing.T, cgroupRoot string, stale bool) {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 	}
-	hierarchies, _ := filepath.Glob(filepath.Join(cgroupFS, "*"))
-	var dirs []string
-	for _, h := range hierarchies {
-		top := filepath.Join(h, cgroupRoot)
-		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
+	if err := cgroups.RemoveRoot(cgroupRoot); err != nil {
+		t.Errorf("cleanup: %v", err)
 	}
-	if len(dirs) == 0 {
-		return
-	}
-	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	var busy []string
-	for attempt := 0; attempt < 50; attempt++ {
-		busy = busy[:0]
-		for _, d := range dirs {
-			if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
-				busy = append(busy, d)
-			}
-		}
-		if len(busy) == 0 {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Errorf("cleanup: %d cgroups under %s could not be removed, e.g. %s", len(busy), cgroupRoot, busy[0])
 }
 
 // --- nodes and pods of a multi-node cluster -----------------------------

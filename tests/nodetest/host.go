@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/skiff-io/skiff/pkg/mountinfo"
 )
 
 // MountPoints lists the mount points of this mount namespace.
@@ -33,30 +34,10 @@ func parseMountinfo(r io.Reader) []string {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) > 4 {
-			out = append(out, unescapeMount(fields[4]))
+			out = append(out, mountinfo.Unescape(fields[4]))
 		}
 	}
 	return out
-}
-
-// unescapeMount decodes the octal escapes (\040 for space, ...) of
-// /proc/self/mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // UnmountUnder lazily unmounts every mount at or below the prefixes,
