@@ -957,6 +957,16 @@ for ipt in iptables ip6tables; do
 	fi
 done
 
+# The network policy controller's address sets, once no rule uses them.
+if command -v ipset >/dev/null 2>&1; then
+	ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-(SRC|DST)-' |
+		while read -r set; do
+			if ipset destroy "$set" 2>/dev/null; then
+				info "Destroyed ipset $set"
+			fi
+		done
+fi
+
 # nftables tables of kube-proxy (nftables mode) and flannel.
 if command -v nft >/dev/null 2>&1; then
 	nft list tables 2>/dev/null |

@@ -21,6 +21,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/agent/join"
 	"github.com/skiff-io/skiff/pkg/agent/kubelet"
 	"github.com/skiff-io/skiff/pkg/agent/kubelet/settings"
+	"github.com/skiff-io/skiff/pkg/agent/netpol"
 	"github.com/skiff-io/skiff/pkg/bundle"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
@@ -220,6 +221,21 @@ func (n *Node) Components() []component.Component {
 			},
 		}, nil
 	})
+	policies := component.Build("network-policy", func() (component.Component, error) {
+		c := creds.Get()
+		if c.Cluster.DisableNetworkPolicy {
+			return component.Task("network-policy", func(context.Context) error {
+				logrus.Info("NetworkPolicies are not enforced: the server runs with --disable-network-policy")
+				return nil
+			}), nil
+		}
+		return &netpol.Controller{
+			Kubeconfig:   c.KubeletKubeconfig,
+			NodeName:     node.Name,
+			ClusterCIDRs: c.Cluster.ClusterCIDR,
+			ServiceCIDRs: c.Cluster.ServiceCIDR,
+		}, nil
+	})
 	discovery := component.Build("server-discovery", func() (component.Component, error) {
 		return balancer.discovery(creds.Get().KubeProxyKubeconfig), nil
 	})
@@ -229,6 +245,7 @@ func (n *Node) Components() []component.Component {
 		component.Requiring(proxy, flannelName),
 		component.Requiring(discovery, joinName),
 		component.Requiring(addresses, kubeletName),
+		component.Requiring(policies, kubeletName),
 	)
 }
 

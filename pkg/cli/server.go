@@ -45,6 +45,7 @@ const (
 	flagSecretsEncryption    = "secrets-encryption"
 	flagDisableAgent         = "disable-agent"
 	flagDisable              = "disable"
+	flagDisableNetworkPolicy = "disable-network-policy"
 	flagLocalStoragePath     = "default-local-storage-path"
 	flagAPIServerArg         = "kube-apiserver-arg"
 	flagControllerManagerArg = "kube-controller-manager-arg"
@@ -202,6 +203,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagClusterResetRestorePath, Category: categoryEtcd, EnvVars: envVar(flagClusterResetRestorePath), TakesFile: true,
 			Usage: "with --cluster-reset: first restore this snapshot file (the current etcd data is kept beside it, as server/db/etcd-old-UNIXTIME in the data dir), then exit as --cluster-reset does"},
 		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
+		&cli.BoolFlag{Name: flagDisableNetworkPolicy, Category: categoryNetworking, Usage: "leave NetworkPolicies unenforced on every node (each node otherwise runs kube-router's network policy controller, which needs the ipset tool)", EnvVars: envVar(flagDisableNetworkPolicy)},
 		list(flagDisable, categoryCluster, "addon not to deploy, removed if it runs: a bundled one ("+strings.Join(manifests.Names(), ", ")+") or a file of the manifests folder, named without its extension; repeat the flag or separate with commas"),
 		str(flagSystemRegistry, categoryCluster, "registry host the bundled system images are named under, e.g. registry.example:5000 makes skiff.local/system/coredns registry.example:5000/system/coredns; the nodes still have them offline", ""),
 		str(flagLocalStoragePath, categoryCluster, "directory on each node that volumes of the local-path storage class are created in (default: storage in the data dir)", ""),
@@ -292,6 +294,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		ClusterResetRestorePath:    c.String(flagClusterResetRestorePath),
 		SecretsEncryption:          c.Bool(flagSecretsEncryption),
 		DisableAgent:               c.Bool(flagDisableAgent),
+		DisableNetworkPolicy:       c.Bool(flagDisableNetworkPolicy),
 		Disable:                    splitCommas(c.StringSlice(flagDisable)),
 		LocalStoragePath:           c.String(flagLocalStoragePath),
 		SystemDefaultRegistry:      c.String(flagSystemRegistry),

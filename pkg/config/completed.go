@@ -139,7 +139,10 @@ type CompletedServer struct {
 
 	Datastore         Datastore
 	SecretsEncryption bool
-	Disable           []string
+	// DisableNetworkPolicy: no node enforces NetworkPolicies, and nodes
+	// get no role to read pods and policies.
+	DisableNetworkPolicy bool
+	Disable              []string
 	// LocalStoragePath is where local-path volumes are made on every node.
 	LocalStoragePath string
 	// SystemDefaultRegistry is the registry the system images are named
@@ -209,6 +212,7 @@ func (s *Server) Complete() (*CompletedServer, error) {
 		KubeconfigMode:         mode,
 		Datastore:              s.datastore(paths),
 		SecretsEncryption:      s.SecretsEncryption,
+		DisableNetworkPolicy:   s.DisableNetworkPolicy,
 		Disable:                slices.Clone(s.Disable),
 		LocalStoragePath:       s.LocalStoragePath,
 		SystemDefaultRegistry:  s.SystemDefaultRegistry,

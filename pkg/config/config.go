@@ -76,6 +76,10 @@ type Server struct {
 	// a server has an encryption config it keeps using it without the flag.
 	SecretsEncryption bool
 
+	// DisableNetworkPolicy leaves NetworkPolicies unenforced on every node
+	// of the cluster.
+	DisableNetworkPolicy bool
+
 	DisableAgent bool
 	// Disable lists bundled addons (coredns, ingress) not to deploy; a
 	// running cluster loses them.

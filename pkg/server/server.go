@@ -131,6 +131,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 			ClusterDomain:         cfg.Cluster.ClusterDomain,
 			FlannelBackend:        cfg.FlannelBackend,
 			SystemDefaultRegistry: cfg.SystemDefaultRegistry,
+			DisableNetworkPolicy:  cfg.DisableNetworkPolicy,
 		},
 		ServiceCIDRs:    cfg.Cluster.ServiceCIDRs,
 		Passwords:       &supervisor.NodePasswords{Client: adminClient},
@@ -201,7 +202,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 			return leader.Elected(c, adminClient, identity)
 		}
 	}
-	roles := clusterRoles(kubeconfigs.admin)
+	roles := clusterRoles(kubeconfigs.admin, !cfg.DisableNetworkPolicy)
 	ds := st.component
 	comps := []component.Component{
 		ds,

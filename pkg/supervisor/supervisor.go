@@ -47,6 +47,8 @@ type ClusterConfig struct {
 	// SystemDefaultRegistry is the registry the system images are named
 	// under; "" for skiff.local.
 	SystemDefaultRegistry string `json:"systemDefaultRegistry,omitempty"`
+	// DisableNetworkPolicy: nodes do not enforce NetworkPolicies.
+	DisableNetworkPolicy bool `json:"disableNetworkPolicy,omitempty"`
 }
 
 // Supervisor holds what the endpoints need to answer.
