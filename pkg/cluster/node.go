@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,6 +174,12 @@ func ExecNode(nodeDir, hostname string, argv []string) error {
 		if err := s.do(); err != nil {
 			return fmt.Errorf("%s: %w", s.what, err)
 		}
+	}
+	// The node runs for long after the command that started it: it must
+	// not keep what that command's caller left open (a lock such as
+	// `flock FILE skiff cluster create` holds, a pipe a script waits on).
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close the caller's files for the node: %w", err)
 	}
 	if err := unix.Exec(argv[0], argv, os.Environ()); err != nil {
 		return fmt.Errorf("run %s: %w", argv[0], err)

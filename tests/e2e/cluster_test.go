@@ -35,7 +35,18 @@ func TestClusterCommand(t *testing.T) {
 	imageDir := t.TempDir()
 	copyFile(t, testImageTarball(t, webImageV1), filepath.Join(imageDir, "web-v1.tar"))
 	kcA := filepath.Join(t.TempDir(), "a.yaml")
-	code, out := runSkiff(t, 15*time.Minute, "cluster", "create", "--agents", "2", "--image-dir", imageDir, "--kubeconfig", kcA, a)
+	// Created with a file the caller holds open, as `flock LOCK skiff
+	// cluster create` does: the nodes outlive the command and must not
+	// keep it (a held lock would block whoever waits for it).
+	held, err := os.Create(filepath.Join(t.TempDir(), "held.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := exec.Command(skiffBin, "cluster", "create", "--agents", "2", "--image-dir", imageDir, "--kubeconfig", kcA, a)
+	create.ExtraFiles = []*os.File{held}
+	outBytes, _ := create.CombinedOutput()
+	held.Close()
+	code, out := create.ProcessState.ExitCode(), string(outBytes)
 	t.Cleanup(func() {
 		if _, err := os.Stat(filepath.Join(config.ClustersDir, a)); err == nil {
 			if t.Failed() {
@@ -48,6 +59,14 @@ func TestClusterCommand(t *testing.T) {
 		t.Fatalf("skiff cluster create %s: exit %d, output:\n%s", a, code, out)
 	}
 	t.Logf("%s", strings.TrimSpace(out))
+	for _, pid := range clusterProcesses(a) {
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+		for _, fd := range fds {
+			if target, _ := os.Readlink(fd); target == held.Name() {
+				t.Errorf("node process %d keeps the file its creator held open (%s)", pid, fd)
+			}
+		}
+	}
 	s := &server{t: t, kubeconfig: kcA}
 	server1, agent1, agent2 := a+"-server-1", a+"-agent-1", a+"-agent-2"
 	s.waitNodes([]string{server1, agent1, agent2}, time.Minute)
