@@ -101,10 +101,13 @@ spec:
 `)
 	s.apply(manifest.String())
 	ips := map[string]string{}
-	for _, p := range []string{"np/target", "np/local-client", "np/remote-client", "np/allowed-client", "np/egress-client", "other/open", "other/closed"} {
-		ns, pod, _ := strings.Cut(p, "/")
-		ips[p] = s.waitPod(ns, pod, 3*time.Minute, func(p podInfo) error { return p.running() }).Status.PodIP
+	readIPs := func() {
+		for _, p := range []string{"np/target", "np/local-client", "np/remote-client", "np/allowed-client", "np/egress-client", "other/open", "other/closed"} {
+			ns, pod, _ := strings.Cut(p, "/")
+			ips[p] = s.waitPod(ns, pod, 3*time.Minute, func(p podInfo) error { return p.running() }).Status.PodIP
+		}
 	}
+	readIPs()
 
 	get := func(client, target string) error {
 		ns, pod, _ := strings.Cut(client, "/")
@@ -217,6 +220,10 @@ spec:
 		if code, out := runSkiff(t, 10*time.Minute, "cluster", "start", name); code != 0 {
 			t.Fatalf("skiff cluster start: exit %d:\n%s", code, out)
 		}
+		// A `skiff cluster` node's /run is its own, so a restart is a
+		// reboot for its pods: they get new sandboxes and addresses,
+		// which the rules must follow.
+		readIPs()
 		expect(t, "np/target", map[string]bool{"np/local-client": false, "np/remote-client": false, "np/allowed-client": true}, time.Minute)
 		expect(t, "other/closed", map[string]bool{"np/egress-client": false}, time.Minute)
 	})
