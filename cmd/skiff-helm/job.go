@@ -132,6 +132,14 @@ func parseJob(args []string, getenv func(string) string, m mounts) (*job, error)
 	if err := j.parseFlags(args[1:]); err != nil {
 		return nil, err
 	}
+	// The uninstall waits as long as an install would.
+	if t := getenv("TIMEOUT"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil {
+			return nil, fmt.Errorf("TIMEOUT %q: %w", t, err)
+		}
+		j.Timeout = d
+	}
 	if j.Delete {
 		return j, nil
 	}
@@ -141,13 +149,6 @@ func parseJob(args []string, getenv func(string) string, m mounts) (*job, error)
 			return nil, fmt.Errorf("FAILURE_POLICY %q is neither %s nor %s", p, failureReinstall, failureAbort)
 		}
 		j.FailurePolicy = p
-	}
-	if t := getenv("TIMEOUT"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil {
-			return nil, fmt.Errorf("TIMEOUT %q: %w", t, err)
-		}
-		j.Timeout = d
 	}
 	if r := getenv("EXPECTED_RELEASE_REVISION"); r != "" {
 		n, err := strconv.Atoi(r)

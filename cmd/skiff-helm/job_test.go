@@ -136,11 +136,11 @@ func TestParseDeleteJob(t *testing.T) {
 	m := testMounts(t)
 	// The delete job has no values or chart mounts.
 	m.Values, m.Chart = filepath.Join(m.Temp, "absent"), filepath.Join(m.Temp, "absent")
-	j, err := parseJob([]string{"delete"}, env(map[string]string{"NAME": "web", "TARGET_NAMESPACE": "apps", "HELM_DRIVER": "configmap"}), m)
+	j, err := parseJob([]string{"delete"}, env(map[string]string{"NAME": "web", "TARGET_NAMESPACE": "apps", "HELM_DRIVER": "configmap", "TIMEOUT": "1m30s"}), m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !j.Delete || j.Release != "web" || j.Namespace != "apps" || j.Driver != "configmap" {
+	if !j.Delete || j.Release != "web" || j.Namespace != "apps" || j.Driver != "configmap" || j.Timeout != 90*time.Second {
 		t.Errorf("job = %+v", j)
 	}
 }
