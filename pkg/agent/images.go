@@ -31,6 +31,8 @@ const MetricsServerImage = "skiff.local/system/metrics-server:v0.8.0"
 // SystemImageNames are the references of one build's system images.
 type SystemImageNames struct {
 	Pause, CoreDNS, Ingress, LocalPath, MetricsServer, ServiceLB string
+	// HelmJob runs the HelmChart controller's install and delete jobs.
+	HelmJob string
 }
 
 // systemRegistry is the registry part of the system images' names.
@@ -39,7 +41,8 @@ const systemRegistry = "skiff.local"
 // SystemImages names this build's system images, under registry (a
 // --system-default-registry) instead of skiff.local when it is not "".
 // Those that hold skiff's own code (the ingress and ServiceLB controllers,
-// the volume helper beside the local-path provisioner) change with skiff
+// the volume helper beside the local-path provisioner, the HelmChart jobs'
+// helm client) change with skiff
 // itself: their tag is the content hash of the helpers every node of one
 // build shares.
 func SystemImages(registry string) (SystemImageNames, error) {
@@ -56,6 +59,7 @@ func SystemImages(registry string) (SystemImageNames, error) {
 		LocalPath:     r(own("local-path")),
 		MetricsServer: r(MetricsServerImage),
 		ServiceLB:     r(own("servicelb")),
+		HelmJob:       r(own("helm")),
 	}, nil
 }
 
@@ -176,6 +180,14 @@ func (s *systemImages) specs() ([]images.Spec, error) {
 			Name:       names.ServiceLB,
 			Entrypoint: []string{"/skiff-servicelb"},
 			Files:      []images.File{program("skiff-servicelb")},
+		},
+		{
+			Name:       names.HelmJob,
+			Entrypoint: []string{"/skiff-helm"},
+			Files:      []images.File{program("skiff-helm")},
+			// helm-controller's jobs demand runAsNonRoot without naming a
+			// user: the image names one.
+			User: "65534:65534",
 		},
 	}, nil
 }

@@ -46,6 +46,7 @@ const (
 	flagDisableAgent         = "disable-agent"
 	flagDisable              = "disable"
 	flagDisableNetworkPolicy = "disable-network-policy"
+	flagDisableHelm          = "disable-helm-controller"
 	flagLocalStoragePath     = "default-local-storage-path"
 	flagAPIServerArg         = "kube-apiserver-arg"
 	flagControllerManagerArg = "kube-controller-manager-arg"
@@ -205,6 +206,7 @@ func serverFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagSecretsEncryption, Category: categoryCluster, Usage: "encrypt Secrets at rest with a key kept in the data dir (server/cred); once on, it stays on (see \"skiff secrets-encrypt\")", EnvVars: envVar(flagSecretsEncryption)},
 		&cli.BoolFlag{Name: flagDisableNetworkPolicy, Category: categoryNetworking, Usage: "leave NetworkPolicies unenforced on every node (each node otherwise runs kube-router's network policy controller, which needs the ipset tool)", EnvVars: envVar(flagDisableNetworkPolicy)},
 		list(flagDisable, categoryCluster, "addon not to deploy, removed if it runs: a bundled one ("+strings.Join(manifests.Names(), ", ")+") or a file of the manifests folder, named without its extension; repeat the flag or separate with commas"),
+		&cli.BoolFlag{Name: flagDisableHelm, Category: categoryCluster, Usage: "run no HelmChart controller: the HelmChart and HelmChartConfig APIs (helm.cattle.io) are not installed, and releases they made earlier stay as they are", EnvVars: envVar(flagDisableHelm)},
 		str(flagSystemRegistry, categoryCluster, "registry host the bundled system images are named under, e.g. registry.example:5000 makes skiff.local/system/coredns registry.example:5000/system/coredns; the nodes still have them offline", ""),
 		str(flagLocalStoragePath, categoryCluster, "directory on each node that volumes of the local-path storage class are created in (default: storage in the data dir)", ""),
 
@@ -296,6 +298,7 @@ func serverConfig(c *cli.Context) (*config.Server, error) {
 		DisableAgent:               c.Bool(flagDisableAgent),
 		DisableNetworkPolicy:       c.Bool(flagDisableNetworkPolicy),
 		Disable:                    splitCommas(c.StringSlice(flagDisable)),
+		DisableHelmController:      c.Bool(flagDisableHelm),
 		LocalStoragePath:           c.String(flagLocalStoragePath),
 		SystemDefaultRegistry:      c.String(flagSystemRegistry),
 		ExtraAPIServerArgs:         copyList(c.StringSlice(flagAPIServerArg)),

@@ -143,6 +143,8 @@ type CompletedServer struct {
 	// get no role to read pods and policies.
 	DisableNetworkPolicy bool
 	Disable              []string
+	// DisableHelmController runs no HelmChart controller.
+	DisableHelmController bool
 	// LocalStoragePath is where local-path volumes are made on every node.
 	LocalStoragePath string
 	// SystemDefaultRegistry is the registry the system images are named
@@ -214,6 +216,7 @@ func (s *Server) Complete() (*CompletedServer, error) {
 		SecretsEncryption:      s.SecretsEncryption,
 		DisableNetworkPolicy:   s.DisableNetworkPolicy,
 		Disable:                slices.Clone(s.Disable),
+		DisableHelmController:  s.DisableHelmController,
 		LocalStoragePath:       s.LocalStoragePath,
 		SystemDefaultRegistry:  s.SystemDefaultRegistry,
 		APIServerFlags:         PassthroughFlags(s.ExtraAPIServerArgs),

@@ -84,6 +84,8 @@ type Server struct {
 	// Disable lists bundled addons (coredns, ingress) not to deploy; a
 	// running cluster loses them.
 	Disable []string
+	// DisableHelmController runs no HelmChart controller (pkg/helmchart).
+	DisableHelmController bool
 	// LocalStoragePath is where local-path volumes are made on every node;
 	// empty means layout.Layout's StorageDir of the server's data dir.
 	LocalStoragePath string

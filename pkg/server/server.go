@@ -26,6 +26,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/controlplane/flags"
 	"github.com/skiff-io/skiff/pkg/deploy"
 	"github.com/skiff-io/skiff/pkg/dns"
+	"github.com/skiff-io/skiff/pkg/helmchart"
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/leader"
@@ -216,6 +217,18 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 		elected(after(deployer, roles)),
 		elected(after(&dns.NodeHosts{Kubeconfig: kubeconfigs.admin}, api)),
 		elected(after(&nodeaddress.Controller{Kubeconfig: kubeconfigs.admin}, api)),
+	}
+	if !cfg.DisableHelmController {
+		images, err := agent.SystemImages(cfg.SystemDefaultRegistry)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, elected(after(&helmchart.Controller{
+			Kubeconfig:    kubeconfigs.admin,
+			JobImage:      images.HelmJob,
+			APIServerPort: cfg.HTTPSPort,
+			NodeName:      cfg.NodeName,
+		}, api)))
 	}
 	if st.member != nil {
 		comps = append(comps, elected(after(&memberRemoval{client: adminClient, etcd: st.member.Client.Get}, api)))
