@@ -48,6 +48,29 @@ const ProxyHealthzPort = 10256
 // accept the failure above (docs/security.md).
 const imageCredentialsVerificationPolicy = "NeverVerify"
 
+// ensureSecretPulledImagesGate is the kubelet feature gate of KEP-2535's
+// check.
+const ensureSecretPulledImagesGate = "KubeletEnsureSecretPulledImages"
+
+// disablesFeature reports whether the user's --feature-gates flags turn
+// gate off; of several, the last that names it wins, as with the kubelet's
+// own flag.
+func (k *Kubelet) disablesFeature(gate string) bool {
+	disabled := false
+	for _, flag := range k.ExtraFlags {
+		gates, ok := strings.CutPrefix(flag, "--feature-gates=")
+		if !ok {
+			continue
+		}
+		for _, g := range strings.Split(gates, ",") {
+			if name, value, ok := strings.Cut(strings.TrimSpace(g), "="); ok && name == gate {
+				disabled = strings.EqualFold(strings.TrimSpace(value), "false")
+			}
+		}
+	}
+	return disabled
+}
+
 // Kubelet is what the kubelet is configured from.
 type Kubelet struct {
 	NodeName  string
@@ -107,11 +130,15 @@ func (k *Kubelet) Configuration() map[string]any {
 			"nodefs.available":  "5%",
 			"memory.available":  "100Mi",
 		},
-		"imageGCHighThresholdPercent":            95,
-		"imageGCLowThresholdPercent":             90,
-		"failSwapOn":                             false,
-		"fileCheckFrequency":                     "10s",
-		"imagePullCredentialsVerificationPolicy": imageCredentialsVerificationPolicy,
+		"imageGCHighThresholdPercent": 95,
+		"imageGCLowThresholdPercent":  90,
+		"failSwapOn":                  false,
+		"fileCheckFrequency":          "10s",
+	}
+	if !k.disablesFeature(ensureSecretPulledImagesGate) {
+		// The kubelet refuses the setting when the user's flags turn the
+		// check off altogether.
+		cfg["imagePullCredentialsVerificationPolicy"] = imageCredentialsVerificationPolicy
 	}
 	if !k.CgroupV2 {
 		// Kubernetes 1.35+ refuses cgroup v1 unless told otherwise; many

@@ -79,6 +79,15 @@ func TestKubeletConfigurationTrustsImagesOnTheNode(t *testing.T) {
 	if !slices.Contains(k.Args("/c.yaml"), "--config-dir="+k.DropInDir) {
 		t.Errorf("the kubelet is not given the drop-in dir %s", k.DropInDir)
 	}
+	// The kubelet refuses the field when the user turns the check off.
+	k.ExtraFlags = append(k.ExtraFlags, "--feature-gates=KubeletEnsureSecretPulledImages=false,Other=true")
+	if got, set := k.Configuration()["imagePullCredentialsVerificationPolicy"]; set {
+		t.Errorf("imagePullCredentialsVerificationPolicy = %v with the feature gate off", got)
+	}
+	k.ExtraFlags = append(k.ExtraFlags, "--feature-gates=KubeletEnsureSecretPulledImages=true")
+	if got := k.Configuration()["imagePullCredentialsVerificationPolicy"]; got != "NeverVerify" {
+		t.Errorf("imagePullCredentialsVerificationPolicy = %v with the feature gate on again, want NeverVerify", got)
+	}
 }
 
 func TestKubeletArgs(t *testing.T) {
