@@ -3,10 +3,12 @@ package cluster
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlanNodesFromCounts(t *testing.T) {
@@ -139,4 +141,41 @@ func TestUnder(t *testing.T) {
 	if !under("/var/lib/skiff/x", "/var/lib/skiff") || under("/var/lib/skiffx", "/var/lib/skiff") || !under("/run/skiff", "/run/skiff/") {
 		t.Error("under")
 	}
+}
+
+// A node that exits while the command that launched it still runs is a
+// zombie of that command: it must not count as running, or `skiff cluster
+// start` would wait on a dead node until its timeout.
+func TestExitedNodeIsNotRunningWhileAZombie(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := false
+	defer func() {
+		if !reaped {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	n := &Node{PID: cmd.Process.Pid}
+	_, n.StartTime, _ = procStat(n.PID)
+	if !n.running() {
+		t.Fatal("a live process is not running")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.running() {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed, unreaped process still counts as running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if state, _, err := procStat(n.PID); err != nil || state != 'Z' {
+		t.Fatalf("the killed process is in state %q (%v), want a zombie", state, err)
+	}
+	_ = cmd.Wait()
+	reaped = true
 }

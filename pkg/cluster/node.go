@@ -68,7 +68,7 @@ func (c *Cluster) launch(n *Node) error {
 		return fmt.Errorf("start node %s: %w", n.Name, err)
 	}
 	n.PID = cmd.Process.Pid
-	n.StartTime, _ = processStartTime(n.PID)
+	_, n.StartTime, _ = procStat(n.PID)
 	// Reaped by nobody: the process is meant to outlive this command.
 	_ = cmd.Process.Release()
 	return c.save()
@@ -250,33 +250,38 @@ func under(p, dir string) bool {
 
 // --- the node's processes ------------------------------------------------
 
-// processStartTime is field 22 of /proc/PID/stat.
-func processStartTime(pid int) (uint64, error) {
+// procStat reads a process's state (field 3 of /proc/PID/stat, 'Z' for a
+// zombie) and start time (field 22).
+func procStat(pid int) (state byte, startTime uint64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name may hold spaces and parentheses; fields follow the
 	// last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	if len(fields) < 20 || len(fields[0]) != 1 {
+		return 0, 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	startTime, err = strconv.ParseUint(fields[19], 10, 64)
+	return fields[0][0], startTime, err
 }
 
-// running reports whether the node's skiff process is alive.
+// running reports whether the node's skiff process is alive. A node that
+// exits while the command that launched it still runs stays a zombie until
+// that command ends (or for good where PID 1 reaps nothing): that is not
+// running.
 func (n *Node) running() bool {
 	if n.PID <= 0 {
 		return false
 	}
-	st, err := processStartTime(n.PID)
-	return err == nil && st == n.StartTime
+	state, st, err := procStat(n.PID)
+	return err == nil && state != 'Z' && st == n.StartTime
 }
 
 // processes lists the node's processes: those in its network namespace
@@ -297,6 +302,10 @@ func (c *Cluster) processes(n *Node) ([]int, error) {
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
+			continue
+		}
+		if state, _, err := procStat(pid); err != nil || state == 'Z' {
+			// Gone, or a zombie: nothing left to kill.
 			continue
 		}
 		if netnsIno != 0 {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -23,7 +24,10 @@ var errCacheNotReady = errors.New("the server is starting and cannot check join 
 
 // Cache keeps what the join endpoints look up (join-token Secrets, Node
 // addresses) in informers, so that an unauthenticated request costs no
-// apiserver round trip however many arrive.
+// apiserver round trip however many arrive. As each Node appears (and on
+// every server start, for all of them) it makes the Node the owner of its
+// node-password Secret, so that deleting a Node frees its name
+// (OwnNodePassword).
 type Cache struct {
 	// Client returns a client for the cluster; Start calls it once the
 	// apiserver serves.
@@ -51,6 +55,19 @@ func (c *Cache) Start(ctx context.Context) (<-chan error, error) {
 	nodeFactory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	nodes := nodeFactory.Core().V1().Nodes()
 	tokenInformer, nodeInformer := tokens.Informer(), nodes.Informer()
+	if _, err := nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			node, ok := obj.(*corev1.Node)
+			if !ok {
+				return
+			}
+			if err := OwnNodePassword(ctx, client, node); err != nil && ctx.Err() == nil {
+				logrus.Warnf("%v; deleting the Node will not free its name until a server restarts", err)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("join cache: watch nodes: %w", err)
+	}
 
 	tokenFactory.Start(ctx.Done())
 	nodeFactory.Start(ctx.Done())

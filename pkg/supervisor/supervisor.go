@@ -242,8 +242,11 @@ func (s *Supervisor) nodeOwned(w http.ResponseWriter, r *http.Request, node stri
 	case err == nil:
 		return true
 	case errors.Is(err, ErrNodeNameTaken):
-		logrus.Warnf("refused credentials for node %s from %s: another host joined with that name", node, r.RemoteAddr)
-		httpError(w, http.StatusForbidden, fmt.Errorf("node name %q is already used by another host; give this node another --node-name, or delete the old node and its secret kube-system/%s", node, NodePasswordSecretName(node)))
+		logrus.Warnf("refused credentials for node %s from %s: another host joined with that name and its Node exists", node, r.RemoteAddr)
+		httpError(w, http.StatusForbidden, fmt.Errorf("node name %q belongs to another host whose Node still exists; if this host replaces it (reinstalled, or its data dir lost), delete the old Node with `kubectl delete node %s` and start this agent again, otherwise give this host another --node-name", node, node))
+	case errors.Is(err, ErrNodeNameClaimed):
+		logrus.Warnf("refused credentials for node %s from %s: another host joined with that name and has not registered its Node yet", node, r.RemoteAddr)
+		httpError(w, http.StatusForbidden, fmt.Errorf("node name %q was taken by another host that has not registered its Node yet; give this host another --node-name, or, if that host is gone for good, delete its claim with `kubectl -n kube-system delete secret %s` and start this agent again", node, NodePasswordSecretName(node)))
 	case errors.Is(err, ErrNoNodePassword):
 		httpError(w, http.StatusBadRequest, err)
 	default:

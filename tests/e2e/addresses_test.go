@@ -182,6 +182,7 @@ spec:
 // request; any other repository is unknown to it.
 type testRegistry struct {
 	addr     string
+	srv      *http.Server
 	mu       sync.Mutex
 	seen     []string
 	repo     string
@@ -238,11 +239,14 @@ func newTestRegistry(t *testing.T, repo, tag, tarball string) *testRegistry {
 		t.Fatal(err)
 	}
 	r.addr = ln.Addr().String()
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	go r.srv.Serve(ln)
+	t.Cleanup(r.close)
 	return r
 }
+
+// close stops the registry: later pulls from it are refused.
+func (r *testRegistry) close() { r.srv.Close() }
 
 func (r *testRegistry) requests() []string {
 	r.mu.Lock()

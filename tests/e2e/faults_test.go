@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/skiff-io/skiff/pkg/config"
+	"github.com/skiff-io/skiff/pkg/layout"
 )
 
 // faultCuts are the network cuts TestNetworkFaults makes: 30 s in CI;
@@ -210,4 +211,108 @@ func TestNetworkFaults(t *testing.T) {
 			recovered(t, time.Now())
 		})
 	}
+}
+
+// TestNodeRejoin: an agent whose host reboots (every process of the node
+// gone, its data kept) rejoins with no action; one whose host is
+// reinstalled (its data dir and kubelet dir wiped) is refused while its
+// old Node exists, with a message that says to delete that Node, and
+// rejoins under the same name once it is deleted.
+func TestNodeRejoin(t *testing.T) {
+	preflightNode(t)
+	const name = "skt-r"
+	if _, err := os.Stat(filepath.Join(config.ClustersDir, name)); err == nil {
+		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
+	}
+	imageDir := t.TempDir()
+	webTar := filepath.Join(imageDir, "web-v1.tar")
+	copyFile(t, testImageTarball(t, webImageV1), webTar)
+	kc := filepath.Join(t.TempDir(), "r.yaml")
+	code, out := runSkiff(t, 15*time.Minute, "cluster", "create", "--agents", "1", "--image-dir", imageDir, "--kubeconfig", kc, name)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpClusterLogs(t, name)
+		}
+		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
+	})
+	if code != 0 {
+		t.Fatalf("skiff cluster create: exit %d, output:\n%s", code, out)
+	}
+	s := &server{t: t, kubeconfig: kc}
+	serverNode, agent := name+"-server-1", name+"-agent-1"
+	s.waitNodes([]string{serverNode, agent}, time.Minute)
+	// The agent's host: what `skiff cluster` keeps for it beside its data
+	// dir (its kubelet root, /var/lib/cni and /var/log).
+	agentHost := filepath.Join(config.ClustersDir, name, "nodes", agent)
+	agentData := filepath.Join(agentHost, "data")
+
+	probe := 0
+	runsPods := func(t *testing.T) {
+		t.Helper()
+		probe++
+		probeName := fmt.Sprintf("probe-%d", probe)
+		s.kubectl("run", probeName, "--image="+webImageV1, "--image-pull-policy=Never", "--restart=Never",
+			"--overrides", fmt.Sprintf(`{"spec":{"nodeSelector":{"kubernetes.io/hostname":%q}}}`, agent))
+		s.waitPod("default", probeName, 2*time.Minute, func(p podInfo) error { return p.running() })
+		s.kubectl("delete", "pod", probeName, "--wait=false")
+	}
+	runsPods(t)
+
+	t.Run("a rebooted host rejoins with no action", func(t *testing.T) {
+		defer s.bind(t)()
+		_, _, pid := clusterNode(t, name, agent)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, func() error {
+			if processAlive(pid) {
+				return fmt.Errorf("the agent's skiff (pid %d) still runs", pid)
+			}
+			return nil
+		})
+		// `skiff cluster start` kills what is left of the node (containerd,
+		// shims, containers) and starts it on a fresh /run, as a boot does.
+		since := time.Now()
+		if code, out := runSkiff(t, 10*time.Minute, "cluster", "start", name); code != 0 {
+			t.Fatalf("skiff cluster start after the reboot: exit %d, output:\n%s", code, out)
+		}
+		s.waitKubeletSince(agent, since, 2*time.Minute)
+		runsPods(t)
+	})
+
+	t.Run("a reinstalled host is refused while its old Node exists", func(t *testing.T) {
+		defer s.bind(t)()
+		if code, out := runSkiff(t, 5*time.Minute, "cluster", "stop", name); code != 0 {
+			t.Fatalf("skiff cluster stop: exit %d, output:\n%s", code, out)
+		}
+		for _, dir := range []string{agentData, filepath.Join(agentHost, "kubelet"), filepath.Join(agentHost, "var-lib-cni"), filepath.Join(agentHost, "var-log")} {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatalf("wipe the agent's host: %v", err)
+			}
+		}
+		// The reinstalled host gets its airgap images back.
+		imagesDir := layout.New(agentData).Agent.ImagesDir
+		if err := os.MkdirAll(imagesDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		copyFile(t, webTar, filepath.Join(imagesDir, filepath.Base(webTar)))
+
+		code, out := runSkiff(t, 10*time.Minute, "cluster", "start", name)
+		want := fmt.Sprintf("delete the old Node with `kubectl delete node %s` and start this agent again", agent)
+		if code == 0 || !strings.Contains(out, want) {
+			t.Fatalf("skiff cluster start with the agent reinstalled: exit %d, want a failure saying %q; output:\n%s", code, want, out)
+		}
+	})
+
+	t.Run("the reinstalled host rejoins once its old Node is deleted", func(t *testing.T) {
+		defer s.bind(t)()
+		s.kubectl("delete", "node", agent)
+		since := time.Now()
+		if code, out := runSkiff(t, 10*time.Minute, "cluster", "start", name); code != 0 {
+			t.Fatalf("skiff cluster start after the Node was deleted: exit %d, output:\n%s", code, out)
+		}
+		s.waitNodes([]string{serverNode, agent}, 2*time.Minute)
+		s.waitKubeletSince(agent, since, 2*time.Minute)
+		runsPods(t)
+	})
 }

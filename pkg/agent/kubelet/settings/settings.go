@@ -22,6 +22,55 @@ const HealthzPort = 10248
 // ProxyHealthzPort is kube-proxy's health endpoint, on loopback.
 const ProxyHealthzPort = 10256
 
+// imageCredentialsVerificationPolicy is the kubelet's
+// imagePullCredentialsVerificationPolicy on every node: a pod never has to
+// prove to a registry that it may use an image the node already has.
+//
+// Images imported from tarballs (the node's images folder, `skiff cluster
+// load`, skiff's system images) are put on the node by its owner, for
+// every pod, and must run with no registry. The kubelet's default policy,
+// NeverVerifyPreloadedImages, breaks that: it keeps one pull record per
+// image ID listing the names it pulled that image under, and once such a
+// record exists any other name of the same image must be verified. An
+// image pulled once as registry.example/app and imported later as
+// example/app (same ID) then fails under the imported name with "is not
+// present with pull policy of Never", or with IfNotPresent makes a pull
+// that needs the registry (upstream kubernetes#138175, still open for
+// 1.37). skiff cannot add the imported name to the record: the kubelet
+// reads its records once at start and serves them from memory, and images
+// are imported while it runs. The allowlist policy would instead verify
+// every imported image not on a fixed list of names. NeverVerify is the
+// one policy under which imported images always run; what it gives up is
+// KEP-2535's check that a pod may use a private image another pod pulled
+// with its own pull secret, a check Kubernetes did not make before 1.33.
+// Nodes whose tenants must not run each other's private images set
+// NeverVerifyPreloadedImages back in a KubeletConfiguration drop-in and
+// accept the failure above (docs/security.md).
+const imageCredentialsVerificationPolicy = "NeverVerify"
+
+// ensureSecretPulledImagesGate is the kubelet feature gate of KEP-2535's
+// check.
+const ensureSecretPulledImagesGate = "KubeletEnsureSecretPulledImages"
+
+// disablesFeature reports whether the user's --feature-gates flags turn
+// gate off; of several, the last that names it wins, as with the kubelet's
+// own flag.
+func (k *Kubelet) disablesFeature(gate string) bool {
+	disabled := false
+	for _, flag := range k.ExtraFlags {
+		gates, ok := strings.CutPrefix(flag, "--feature-gates=")
+		if !ok {
+			continue
+		}
+		for _, g := range strings.Split(gates, ",") {
+			if name, value, ok := strings.Cut(strings.TrimSpace(g), "="); ok && name == gate {
+				disabled = strings.EqualFold(strings.TrimSpace(value), "false")
+			}
+		}
+	}
+	return disabled
+}
+
 // Kubelet is what the kubelet is configured from.
 type Kubelet struct {
 	NodeName  string
@@ -85,6 +134,11 @@ func (k *Kubelet) Configuration() map[string]any {
 		"imageGCLowThresholdPercent":  90,
 		"failSwapOn":                  false,
 		"fileCheckFrequency":          "10s",
+	}
+	if !k.disablesFeature(ensureSecretPulledImagesGate) {
+		// The kubelet refuses the setting when the user's flags turn the
+		// check off altogether.
+		cfg["imagePullCredentialsVerificationPolicy"] = imageCredentialsVerificationPolicy
 	}
 	if !k.CgroupV2 {
 		// Kubernetes 1.35+ refuses cgroup v1 unless told otherwise; many

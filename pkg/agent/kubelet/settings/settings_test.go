@@ -67,6 +67,29 @@ func TestKubeletConfigurationForTheHost(t *testing.T) {
 	}
 }
 
+// Imported images run for every pod even when the same image was pulled
+// under another name, so the kubelet verifies no pull credentials of
+// images already present; a drop-in in the users' directory can still set
+// another policy, since the kubelet merges drop-ins over this file.
+func TestKubeletConfigurationTrustsImagesOnTheNode(t *testing.T) {
+	k := testKubelet()
+	if got := k.Configuration()["imagePullCredentialsVerificationPolicy"]; got != "NeverVerify" {
+		t.Errorf("imagePullCredentialsVerificationPolicy = %v, want NeverVerify", got)
+	}
+	if !slices.Contains(k.Args("/c.yaml"), "--config-dir="+k.DropInDir) {
+		t.Errorf("the kubelet is not given the drop-in dir %s", k.DropInDir)
+	}
+	// The kubelet refuses the field when the user turns the check off.
+	k.ExtraFlags = append(k.ExtraFlags, "--feature-gates=KubeletEnsureSecretPulledImages=false,Other=true")
+	if got, set := k.Configuration()["imagePullCredentialsVerificationPolicy"]; set {
+		t.Errorf("imagePullCredentialsVerificationPolicy = %v with the feature gate off", got)
+	}
+	k.ExtraFlags = append(k.ExtraFlags, "--feature-gates=KubeletEnsureSecretPulledImages=true")
+	if got := k.Configuration()["imagePullCredentialsVerificationPolicy"]; got != "NeverVerify" {
+		t.Errorf("imagePullCredentialsVerificationPolicy = %v with the feature gate on again, want NeverVerify", got)
+	}
+}
+
 func TestKubeletArgs(t *testing.T) {
 	args := testKubelet().Args("/data/agent/etc/kubelet/kubelet.yaml")
 	for _, want := range []string{
