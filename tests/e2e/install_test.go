@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -986,6 +987,24 @@ func nodeRuleLines(t *testing.T) []string {
 	return out
 }
 
+// policySets lists the network policy controller's ipsets in the host's
+// network namespace.
+func policySets(t *testing.T) []string {
+	t.Helper()
+	b, err := exec.Command("ipset", "list", "-n").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ipset list: %v: %s", err, b)
+	}
+	var out []string
+	set := regexp.MustCompile(`^(inet6:)?KUBE-(SRC|DST)-`)
+	for _, l := range strings.Split(string(b), "\n") {
+		if set.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // hostHasLink: the host's network namespace has a link named name.
 func hostHasLink(name string) bool {
 	_, err := net.InterfaceByName(name)
@@ -1087,6 +1106,20 @@ func TestKillallStopsNode(t *testing.T) {
 	if len(nodeRuleLines(t)) == 0 {
 		t.Fatal("no kube-proxy, flannel or CNI rules before killall")
 	}
+	// A policy, so that the network policy controller has sets to leave.
+	s.apply(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: killall-web}
+spec:
+  podSelector: {}
+  ingress: [{from: [{podSelector: {}}]}]
+`)
+	eventually(t, time.Minute, func() error {
+		if len(policySets(t)) == 0 {
+			return errors.New("no network policy ipsets before killall")
+		}
+		return nil
+	})
 	ipam := s.paths().Agent.CNIIPAMDir
 	if _, err := os.Stat(ipam); err != nil {
 		t.Fatalf("no IPAM state before killall: %v", err)
@@ -1163,6 +1196,9 @@ func TestKillallStopsNode(t *testing.T) {
 	}
 	for _, l := range nodeRuleLines(t) {
 		t.Errorf("rule left after killall: %s", l)
+	}
+	if left := policySets(t); len(left) > 0 {
+		t.Errorf("network policy ipsets left after killall: %v", left)
 	}
 	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
 		t.Errorf("%s exists after killall (%v)", runDir, err)
