@@ -48,10 +48,12 @@ func main() {
 		os.Exit(2)
 	}
 	specs := map[string]*outcome{}
+	missing := false
 	for _, path := range flag.Args() {
 		b, err := os.ReadFile(path)
 		if os.IsNotExist(err) {
 			fmt.Fprintf(os.Stderr, "summary: %s is missing: that pass of the suite did not finish\n", path)
+			missing = true
 			continue
 		}
 		if err != nil {
@@ -73,7 +75,7 @@ func main() {
 	} else if err := os.WriteFile(*out, []byte(page), 0o644); err != nil {
 		fatal(err)
 	}
-	if !complete {
+	if !complete || missing {
 		os.Exit(1)
 	}
 }
