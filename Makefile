@@ -1,7 +1,7 @@
 # Skiff build entry points. `make run` builds and starts a single-node
 # server; `make test` runs every test (unit and end-to-end).
 
-.PHONY: all build run test unit e2e bench bench-smoke bench-node docs image clean
+.PHONY: all build run test unit e2e bench bench-smoke bench-node conformance docs image clean
 
 all: build
 
@@ -33,6 +33,11 @@ bench-smoke: build
 # Needs root and the host to itself; ARGS="runs idle-seconds pods".
 bench-node: build
 	scripts/bench-node $(ARGS)
+
+# The upstream conformance suite on a two-node skiff cluster, offline
+# (docs/conformance.md); ARGS="--sample", "--focus RE"...
+conformance: build
+	scripts/conformance $(ARGS)
 
 # Regenerates docs/configuration.md from the CLI flag definitions; a unit
 # test fails while it is stale.

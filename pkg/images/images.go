@@ -28,12 +28,18 @@ const (
 	annotationRefName        = "org.opencontainers.image.ref.name"
 )
 
-// File is one file placed in the image's single layer.
+// File is one file placed in the image's single layer: a regular file, or
+// with Dir or Link set, a directory or a symbolic link.
 type File struct {
 	Path    string      // absolute path inside the image, e.g. "/pause"
-	Mode    os.FileMode // e.g. 0o755; zero means 0o644
+	Mode    os.FileMode // e.g. 0o755; zero means 0o644 (0o755 for a directory)
 	Content []byte      // for small files
 	Source  string      // alternatively: a host file path whose bytes are streamed (Content must then be nil)
+	// Dir makes Path a directory with Mode, e.g. /tmp with 0o1777;
+	// directories only implied by other paths are 0o755.
+	Dir bool
+	// Link makes Path a symbolic link to Link, e.g. "busybox".
+	Link string
 }
 
 // Spec describes an image built from files.

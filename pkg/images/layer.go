@@ -16,6 +16,7 @@ import (
 type layerEntry struct {
 	name    string // tar name: relative, directories end in "/"
 	dir     bool
+	link    string // symbolic link target
 	mode    int64
 	content []byte
 	source  string
@@ -28,23 +29,29 @@ const allowedModeBits = os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSti
 
 func planLayer(files []File) ([]layerEntry, error) {
 	entries := make(map[string]layerEntry)
-	isDir := make(map[string]bool)
+	isDir := make(map[string]bool)    // implied by a path below it
+	explicit := make(map[string]bool) // directories a File names
 	for i, f := range files {
 		e, err := planFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("file %d (%q): %w", i, f.Path, err)
 		}
 		key := strings.TrimSuffix(e.name, "/")
-		if _, dup := entries[key]; dup || isDir[key] {
+		if prev, dup := entries[key]; dup && !(e.dir && prev.dir && !explicit[key]) || isDir[key] && !e.dir {
 			return nil, fmt.Errorf("file %q: path is used more than once or is also a parent directory", f.Path)
 		}
 		entries[key] = e
+		if e.dir {
+			explicit[key] = true
+		}
 		for d := path.Dir(key); d != "."; d = path.Dir(d) {
 			if prev, ok := entries[d]; ok && !prev.dir {
-				return nil, fmt.Errorf("file %q: parent %q is also a regular file", f.Path, "/"+d)
+				return nil, fmt.Errorf("file %q: parent %q is not a directory", f.Path, "/"+d)
 			}
 			isDir[d] = true
-			entries[d] = layerEntry{name: d + "/", dir: true, mode: 0o755}
+			if _, ok := entries[d]; !ok {
+				entries[d] = layerEntry{name: d + "/", dir: true, mode: 0o755}
+			}
 		}
 	}
 
@@ -69,13 +76,28 @@ func planFile(f File) (layerEntry, error) {
 	if f.Mode&^allowedModeBits != 0 {
 		return layerEntry{}, fmt.Errorf("mode %v: only regular files with permission, setuid, setgid and sticky bits are supported", f.Mode)
 	}
+	name := strings.TrimPrefix(f.Path, "/")
+	switch {
+	case f.Dir && f.Link != "":
+		return layerEntry{}, fmt.Errorf("both Dir and Link are set")
+	case (f.Dir || f.Link != "") && (f.Content != nil || f.Source != ""):
+		return layerEntry{}, fmt.Errorf("a directory or link has no Content or Source")
+	case f.Dir:
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o755
+		}
+		return layerEntry{name: name + "/", dir: true, mode: tarMode(mode)}, nil
+	case f.Link != "":
+		return layerEntry{name: name, link: f.Link, mode: 0o777}, nil
+	}
 	mode := f.Mode
 	if mode == 0 {
 		// The zero value would yield an unreadable file, which is never what
 		// a caller that forgot Mode wants.
 		mode = 0o644
 	}
-	e := layerEntry{name: strings.TrimPrefix(f.Path, "/"), mode: tarMode(mode)}
+	e := layerEntry{name: name, mode: tarMode(mode)}
 
 	if f.Source == "" {
 		e.content = f.Content
@@ -121,16 +143,20 @@ func writeLayer(w io.Writer, entries []layerEntry, mtime time.Time) error {
 			Mode:    e.mode,
 			ModTime: mtime,
 		}
-		if e.dir {
+		switch {
+		case e.dir:
 			hdr.Typeflag = tar.TypeDir
-		} else {
+		case e.link != "":
+			hdr.Typeflag = tar.TypeSymlink
+			hdr.Linkname = e.link
+		default:
 			hdr.Typeflag = tar.TypeReg
 			hdr.Size = e.size
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("writing layer header for %q: %w", e.name, err)
 		}
-		if e.dir {
+		if e.dir || e.link != "" {
 			continue
 		}
 		if e.source == "" {
