@@ -232,6 +232,33 @@ spec:
 `, name, name, name, image)
 }
 
+// createTestCluster makes a `skiff cluster` with the test web image
+// loaded, deleted when the test ends; it returns a client of it.
+func createTestCluster(t *testing.T, name string, agents int, serverFlags ...string) *server {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(config.ClustersDir, name)); err == nil {
+		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
+	}
+	imageDir := t.TempDir()
+	copyFile(t, testImageTarball(t, webImageV1), filepath.Join(imageDir, "web-v1.tar"))
+	kc := filepath.Join(t.TempDir(), name+".yaml")
+	args := []string{"cluster", "create", "--agents", fmt.Sprint(agents), "--image-dir", imageDir, "--kubeconfig", kc, name}
+	if len(serverFlags) > 0 {
+		args = append(append(args, "--"), serverFlags...)
+	}
+	code, out := runSkiff(t, 15*time.Minute, args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpClusterLogs(t, name)
+		}
+		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
+	})
+	if code != 0 {
+		t.Fatalf("skiff cluster create: exit %d, output:\n%s", code, out)
+	}
+	return &server{t: t, kubeconfig: kc}
+}
+
 // clusterProcesses lists the processes that run a cluster's node, found by
 // the cluster's dir on their command line or their cgroups.
 func clusterProcesses(name string) []int {

@@ -79,23 +79,7 @@ func processAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil 
 func TestNetworkFaults(t *testing.T) {
 	preflightNode(t)
 	const name = "skt-f"
-	if _, err := os.Stat(filepath.Join(config.ClustersDir, name)); err == nil {
-		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
-	}
-	imageDir := t.TempDir()
-	copyFile(t, testImageTarball(t, webImageV1), filepath.Join(imageDir, "web-v1.tar"))
-	kc := filepath.Join(t.TempDir(), "f.yaml")
-	code, out := runSkiff(t, 15*time.Minute, "cluster", "create", "--agents", "1", "--image-dir", imageDir, "--kubeconfig", kc, name)
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpClusterLogs(t, name)
-		}
-		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
-	})
-	if code != 0 {
-		t.Fatalf("skiff cluster create: exit %d, output:\n%s", code, out)
-	}
-	s := &server{t: t, kubeconfig: kc}
+	s := createTestCluster(t, name, 1)
 	serverNode, agent := name+"-server-1", name+"-agent-1"
 	s.waitNodes([]string{serverNode, agent}, time.Minute)
 	agentNetns, agentVeth, agentPID := clusterNode(t, name, agent)
@@ -221,24 +205,7 @@ func TestNetworkFaults(t *testing.T) {
 func TestNodeRejoin(t *testing.T) {
 	preflightNode(t)
 	const name = "skt-r"
-	if _, err := os.Stat(filepath.Join(config.ClustersDir, name)); err == nil {
-		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
-	}
-	imageDir := t.TempDir()
-	webTar := filepath.Join(imageDir, "web-v1.tar")
-	copyFile(t, testImageTarball(t, webImageV1), webTar)
-	kc := filepath.Join(t.TempDir(), "r.yaml")
-	code, out := runSkiff(t, 15*time.Minute, "cluster", "create", "--agents", "1", "--image-dir", imageDir, "--kubeconfig", kc, name)
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpClusterLogs(t, name)
-		}
-		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
-	})
-	if code != 0 {
-		t.Fatalf("skiff cluster create: exit %d, output:\n%s", code, out)
-	}
-	s := &server{t: t, kubeconfig: kc}
+	s := createTestCluster(t, name, 1)
 	serverNode, agent := name+"-server-1", name+"-agent-1"
 	s.waitNodes([]string{serverNode, agent}, time.Minute)
 	// The agent's host: what `skiff cluster` keeps for it beside its data
@@ -295,7 +262,7 @@ func TestNodeRejoin(t *testing.T) {
 		if err := os.MkdirAll(imagesDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		copyFile(t, webTar, filepath.Join(imagesDir, filepath.Base(webTar)))
+		copyFile(t, testImageTarball(t, webImageV1), filepath.Join(imagesDir, "web-v1.tar"))
 
 		code, out := runSkiff(t, 10*time.Minute, "cluster", "start", name)
 		want := fmt.Sprintf("delete the old Node with `kubectl delete node %s` and start this agent again", agent)

@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/skiff-io/skiff/pkg/config"
 )
 
 // netpolPod is a test web pod pinned to a node. Its clients give up after
@@ -34,33 +30,6 @@ spec:
       httpGet: {path: /, port: %d}
       periodSeconds: 2
 `, name, ns, labels, node, webImageV1, webPort)
-}
-
-// createTestCluster makes a `skiff cluster` with the test web image
-// loaded, deleted when the test ends; it returns a client of it.
-func createTestCluster(t *testing.T, name string, agents int, serverFlags ...string) *server {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(config.ClustersDir, name)); err == nil {
-		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
-	}
-	imageDir := t.TempDir()
-	copyFile(t, testImageTarball(t, webImageV1), filepath.Join(imageDir, "web-v1.tar"))
-	kc := filepath.Join(t.TempDir(), name+".yaml")
-	args := []string{"cluster", "create", "--agents", fmt.Sprint(agents), "--image-dir", imageDir, "--kubeconfig", kc, name}
-	if len(serverFlags) > 0 {
-		args = append(append(args, "--"), serverFlags...)
-	}
-	code, out := runSkiff(t, 15*time.Minute, args...)
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpClusterLogs(t, name)
-		}
-		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
-	})
-	if code != 0 {
-		t.Fatalf("skiff cluster create: exit %d, output:\n%s", code, out)
-	}
-	return &server{t: t, kubeconfig: kc}
 }
 
 // TestNetworkPolicy enforces NetworkPolicies on a server and an agent:
