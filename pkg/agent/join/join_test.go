@@ -136,9 +136,10 @@ func TestJoinObtainsCredentials(t *testing.T) {
 	}
 
 	// Another host (another data dir, so another node password) cannot
-	// take the name.
+	// take the name; the test server has no Node, so the message names the
+	// first host's claim.
 	_, _, err = joinWith(t, ts, ts.token.String())
-	if err == nil || !strings.Contains(err.Error(), `node name "node-1" is already used by another host`) {
+	if err == nil || !strings.Contains(err.Error(), `node name "node-1" was taken by another host`) {
 		t.Fatalf("second host with the same node name: err = %v", err)
 	}
 }
