@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -238,6 +242,124 @@ func TestDatastoreSurvivesKill(t *testing.T) {
 	}
 	slices.Sort(restarts)
 	t.Logf("%d kills: every restart ready, in %s (median) to %s (max)", kills, restarts[len(restarts)/2].Round(100*time.Millisecond), restarts[len(restarts)-1].Round(100*time.Millisecond))
+	s.stop()
+	integrityCheck(t, s.stateDB())
+}
+
+// TestDatastoreFullDisk runs a control-plane-only server on a data dir of
+// its own 64 MiB filesystem (tmpfs) and fills it up. Writes through the API
+// must fail with an error that says the disk is full, what was stored
+// before must stay readable, the server must not exit, and once space is
+// freed, writes must succeed again without a restart. Needs root, to mount.
+func TestDatastoreFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small filesystem for the data dir needs root")
+	}
+	s := newServerOnFreePorts(t)
+	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", s.dataDir, "tmpfs", 0, "size=64m,mode=0700"); err != nil {
+		t.Fatalf("mount a 64 MiB tmpfs on %s: %v", s.dataDir, err)
+	}
+	t.Cleanup(func() {
+		s.kill()
+		if err := syscall.Unmount(s.dataDir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", s.dataDir, err)
+		}
+	})
+	s.start()
+	s.waitReady()
+	cs := s.clientset()
+	ctx := context.Background()
+	cms := cs.CoreV1().ConfigMaps("default")
+	value := strings.Repeat("x", 100<<10)
+	var stored []string
+	for i := range 20 {
+		name := fmt.Sprintf("before-full-%02d", i)
+		if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"v": value}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, name)
+	}
+
+	filler := filepath.Join(s.dataDir, "filler")
+	fillUp(t, filler)
+	var writeErr error
+	for i := 0; writeErr == nil && i < 100; i++ {
+		name := fmt.Sprintf("while-full-%03d", i)
+		if _, writeErr = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"v": value}}, metav1.CreateOptions{}); writeErr == nil {
+			// Acknowledged: it must be there.
+			if _, err := cms.Get(ctx, name, metav1.GetOptions{}); err != nil {
+				t.Fatalf("ConfigMap %s, acknowledged on a full disk, cannot be read: %v", name, err)
+			}
+			stored = append(stored, name)
+		}
+	}
+	if writeErr == nil {
+		t.Fatal("100 writes of 100 KiB succeeded on a full disk")
+	}
+	t.Logf("a write on a full disk: %v", writeErr)
+	if !strings.Contains(writeErr.Error(), "disk is full") {
+		t.Errorf("a write on a full disk failed with %q, which does not say the disk is full", writeErr)
+	}
+	// An update is refused as clearly, not retried by the apiserver as a
+	// conflict until the request times out.
+	cm, err := cms.Get(ctx, "before-full-01", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["v"] = strings.Repeat("y", 100<<10)
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err == nil {
+		stored = append(stored[:1], stored[2:]...) // changed, as acknowledged
+		t.Error("an update of 100 KiB succeeded on a full disk")
+	} else if !strings.Contains(err.Error(), "disk is full") {
+		t.Errorf("an update on a full disk failed with %q, which does not say the disk is full", err)
+	}
+	// The server lives on with the disk full, and serves reads.
+	for range 6 {
+		time.Sleep(5 * time.Second)
+		if got, err := cms.Get(ctx, "before-full-00", metav1.GetOptions{}); err != nil || got.Data["v"] != value {
+			t.Fatalf("read of a ConfigMap stored before the disk filled up: %v", err)
+		}
+	}
+	select {
+	case <-s.exited:
+		t.Fatalf("skiff server exited with the disk full (%v)", s.cmd.ProcessState)
+	default:
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	freedAt := time.Now()
+	eventually(t, 2*time.Minute, func() error {
+		_, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-full"}, Data: map[string]string{"v": value}}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil // an earlier try was stored after its request gave up
+		}
+		return err
+	})
+	stored = append(stored, "after-full")
+	t.Logf("writes succeed again %s after the space was freed", time.Since(freedAt).Round(100*time.Millisecond))
+	select {
+	case <-s.exited:
+		t.Fatalf("skiff server exited (%v)", s.cmd.ProcessState)
+	default:
+	}
+	list, err := cms.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, cm := range list.Items {
+		have[cm.Name] = cm.Data["v"] == value
+	}
+	for _, name := range stored {
+		if !have[name] {
+			t.Errorf("ConfigMap %s, acknowledged before the space was freed, is lost or changed", name)
+		}
+	}
 	s.stop()
 	integrityCheck(t, s.stateDB())
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -399,5 +401,24 @@ func writeUntilFailure(ctx context.Context, cs kubernetes.Interface, ns, prefix 
 			acked.deployment(previousDep, false)
 		}
 		previousDep = depName
+	}
+}
+
+// fillUp writes path until its filesystem has no space left.
+func fillUp(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatalf("fill %s: %v", path, err)
+		}
 	}
 }
