@@ -75,6 +75,16 @@ func TestDatastoreStaysSmall(t *testing.T) {
 	if peakWAL > walBound {
 		t.Errorf("the WAL reached %s while the server ran, want at most %s", mib(peakWAL), mib(walBound))
 	}
+	// kine keeps 5 to 10 minutes of history: from then on the freed pages
+	// are reused and the database stops growing. Without compaction it
+	// would keep growing with every write.
+	if duration >= 12*time.Minute {
+		half := dbSizeAt(samples, duration/2)
+		second, _ := peaks(samples, duration/2)
+		if second > half+half/10 {
+			t.Errorf("state.db grew from %s to %s in the second half of the churn, want it to stay within 10%%: compaction does not keep it bounded", mib(half), mib(second))
+		}
+	}
 
 	// A burst of large writes grows the WAL past its limit between two
 	// checkpoints; once a checkpoint has reset it and ordinary writes go on,

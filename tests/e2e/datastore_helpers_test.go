@@ -71,6 +71,16 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
+// statSize is the size of path, 0 if it cannot be read (the WAL comes and
+// goes); unlike fileSize it may run outside the test's goroutine.
+func statSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // dbSizeSampler records the sizes of the database file and its WAL once a
@@ -98,7 +108,7 @@ func sampleDBSizes(t *testing.T, db string) *dbSizeSampler {
 		defer tick.Stop()
 		last := time.Now()
 		for {
-			sample := dbSizeSample{at: time.Since(start), db: fileSize(t, db), wal: fileSize(t, db+"-wal")}
+			sample := dbSizeSample{at: time.Since(start), db: statSize(db), wal: statSize(db + "-wal")}
 			s.mu.Lock()
 			s.samples = append(s.samples, sample)
 			s.mu.Unlock()
@@ -135,6 +145,16 @@ func peaks(samples []dbSizeSample, from time.Duration) (db, wal int64) {
 		db, wal = max(db, s.db), max(wal, s.wal)
 	}
 	return db, wal
+}
+
+// dbSizeAt is the database size of the first sample taken at or after at.
+func dbSizeAt(samples []dbSizeSample, at time.Duration) int64 {
+	for _, s := range samples {
+		if s.at >= at {
+			return s.db
+		}
+	}
+	return 0
 }
 
 // churnConfigMaps creates, updates and deletes total ConfigMaps of
