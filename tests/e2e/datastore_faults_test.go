@@ -25,8 +25,8 @@ const walLimit = 8 << 20
 // walBound is the most the WAL may reach while the churn runs. Outside
 // compactions it stays near the limit plus SQLite's 1000-page (4 MiB)
 // autocheckpoint; a compaction deletes its batches back to back while
-// readers hold the WAL, and grows it with the amount compacted, 33 MiB for
-// the soak's 38,000 revisions in 5 minutes, until kine's checkpoint after
+// readers hold the WAL, and grows it with the amount compacted (33 and
+// 46 MiB in two soaks, for 38,000 revisions), until kine's checkpoint after
 // the compaction lets SQLite truncate it back to the limit.
 const walBound = 64 << 20
 
