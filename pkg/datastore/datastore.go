@@ -4,7 +4,9 @@ package datastore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -15,9 +17,20 @@ import (
 	"github.com/k3s-io/kine/pkg/endpoint"
 	"github.com/k3s-io/kine/pkg/tls"
 	"github.com/sirupsen/logrus"
+	_ "modernc.org/sqlite" // kine's SQLite driver without cgo, as skiff is built
 
 	"github.com/skiff-io/skiff/pkg/component"
 )
+
+// sqliteParams are kine's SQLite defaults plus a WAL size limit. SQLite
+// reuses its WAL from the start after each checkpoint but never shrinks the
+// file, so without a limit the WAL keeps the size of its largest burst for
+// good: kine's VACUUM at start writes the whole database through it, and a
+// compaction writes a batch of deletions. With journal_size_limit SQLite
+// truncates the WAL to this size whenever a checkpoint has reset it. kine
+// hands _pragma parameters to the pure-Go SQLite driver skiff is built with
+// unchanged.
+var sqliteParams = sqlite.DefaultParams + "&_pragma=journal_size_limit(8388608)"
 
 // maxUnixSocketPath is the kernel's sun_path limit less the terminating NUL.
 const maxUnixSocketPath = 107
@@ -53,11 +66,11 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	ep := d.Endpoint
 	switch {
 	case ep == "":
-		ep = "sqlite://" + d.StateDB + "?" + sqlite.DefaultParams
+		ep = "sqlite://" + d.StateDB + "?" + sqliteParams
 	case strings.HasPrefix(ep, "sqlite://") && !strings.Contains(ep, "?"):
 		// A bare SQLite path gets the same WAL and locking settings as the
 		// embedded default, so it is as crash-safe.
-		ep += "?" + sqlite.DefaultParams
+		ep += "?" + sqliteParams
 	}
 	var wg sync.WaitGroup
 	// kine's library leaves these zero; these are the values its own
@@ -94,6 +107,12 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open datastore %s: %w", describe(d.Endpoint), err)
 	}
+	if d.Endpoint == "" {
+		if err := checkpointWAL(d.StateDB); err != nil {
+			// kine's own checkpoints get there later; only the space waits.
+			logrus.Warnf("datastore: %v", err)
+		}
+	}
 	d.ETCD.Set(etcd)
 
 	done := make(chan error, 1)
@@ -104,6 +123,31 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 		close(done)
 	}()
 	return done, nil
+}
+
+// checkpointWAL copies the WAL into the database file and empties it. kine
+// VACUUMs at start, after its own checkpoint: the rewritten database then
+// sits in the WAL, and the database file keeps its old, possibly bloated,
+// size until a checkpoint copies the WAL back and truncates the file. SQLite
+// checkpoints by itself only once the WAL holds 1000 pages (4 MiB), which a
+// small database's VACUUM does not reach, and kine after its first
+// compaction, 5 minutes later: until then a database left bloated by an
+// older version would keep its size.
+func checkpointWAL(path string) error {
+	db, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: path, RawQuery: "_pragma=busy_timeout(30000)"}).String())
+	if err != nil {
+		return fmt.Errorf("open %s to checkpoint its WAL: %w", path, err)
+	}
+	defer db.Close()
+	// busy is 1 when readers or writers kept the checkpoint from finishing.
+	var busy, walFrames, checkpointed int
+	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &walFrames, &checkpointed); err != nil {
+		return fmt.Errorf("checkpoint the WAL of %s after kine's startup VACUUM: %w", path, err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("checkpoint the WAL of %s after kine's startup VACUUM: %d of %d pages copied, the database was busy", path, checkpointed, walFrames)
+	}
+	return nil
 }
 
 // describe names an endpoint without its credentials.
