@@ -12,7 +12,7 @@
 
 FROM golang:1.26-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables libseccomp-dev pkg-config \
+ && apt-get install -y --no-install-recommends iptables ipset libseccomp-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -25,7 +25,7 @@ RUN scripts/build \
  && ln -s skiff /rootfs/bin/kubectl \
  && echo 'root:x:0:0:root:/root:/bin/skiff' > /rootfs/etc/passwd \
  && echo 'root:x:0:' > /rootfs/etc/group \
- && for f in /usr/sbin/xtables-nft-multi $(ldd /usr/sbin/xtables-nft-multi | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do \
+ && for f in /usr/sbin/xtables-nft-multi /usr/sbin/ipset $(ldd /usr/sbin/xtables-nft-multi /usr/sbin/ipset | awk '/=>/ {print $3} /ld-linux/ {print $1}' | sort -u); do \
       cp -L --parents "$f" /rootfs/; done \
  && cp -r --parents "/usr/lib/$(gcc -print-multiarch)/xtables" /rootfs/ \
  && for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do \
@@ -33,9 +33,10 @@ RUN scripts/build \
  && ln -s skiff /rootfs/bin/ctr && ln -s skiff /rootfs/bin/crictl
 
 # The binary is static (CGO_ENABLED=0) and carries runc, the shim and the
-# CNI plugins: the final image holds it, its tool links, iptables (the one
-# host tool kube-proxy and flannel call) with its libraries, and the few
-# directories skiff writes to.
+# CNI plugins: the final image holds it, its tool links, iptables (the host
+# tool kube-proxy and flannel call) and ipset (the NetworkPolicy
+# controller's) with their libraries, and the few directories skiff writes
+# to.
 FROM scratch
 COPY --from=build /rootfs/ /
 ENV PATH=/bin:/usr/sbin
