@@ -310,7 +310,7 @@ func dialFrom(netns, ip string) error {
 
 // snapshotHostState records what a cluster must not leave behind: the
 // processes' command lines, mount points, links, iptables rules, network
-// namespaces and the cgroups of the memory hierarchy.
+// namespaces and skiff's cgroups of the memory hierarchy.
 func snapshotHostState(t *testing.T) map[string][]string {
 	t.Helper()
 	state := map[string][]string{}
@@ -346,8 +346,13 @@ func snapshotHostState(t *testing.T) map[string][]string {
 	for _, e := range entries {
 		state["netns"] = append(state["netns"], e.Name())
 	}
-	_ = filepath.WalkDir(filepath.Join(cgroups.FS, "memory"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
+	// The cgroups a cluster makes: its nodes' roots (/skiff_<cluster>_<node>)
+	// and the pods' under them. Other processes on the machine make and
+	// remove cgroups of their own meanwhile.
+	memory := filepath.Join(cgroups.FS, "memory")
+	_ = filepath.WalkDir(memory, func(p string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(memory, p)
+		if err == nil && d.IsDir() && (strings.HasPrefix(rel, "skiff_") || strings.Contains(rel, "kubepods")) {
 			state["cgroups"] = append(state["cgroups"], p)
 		}
 		return nil
