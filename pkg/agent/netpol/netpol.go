@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 )
@@ -145,27 +146,26 @@ func (c *Controller) Start(ctx context.Context) (<-chan error, error) {
 		stop()
 		return nil, fmt.Errorf("start the network policy controller: %w", err)
 	}
-	if _, err := pods.AddEventHandler(npc.PodEventHandler); err != nil {
-		stop()
-		return nil, err
-	}
-	if _, err := namespaces.AddEventHandler(npc.NamespaceEventHandler); err != nil {
-		stop()
-		return nil, err
-	}
-	if _, err := policies.AddEventHandler(npc.NetworkPolicyEventHandler); err != nil {
-		stop()
-		return nil, err
+	for _, h := range []struct {
+		informer cache.SharedIndexInformer
+		handler  cache.ResourceEventHandler
+	}{{pods, npc.PodEventHandler}, {namespaces, npc.NamespaceEventHandler}, {policies, npc.NetworkPolicyEventHandler}} {
+		if _, err := h.informer.AddEventHandler(h.handler); err != nil {
+			stop()
+			return nil, fmt.Errorf("network policy controller: watch: %w", err)
+		}
 	}
 
 	// The controller reports a heartbeat after every sync and blocks until
-	// someone takes it; skiff has no use for kube-router's health server.
+	// someone takes it, a sync that ends after the stop included; skiff has
+	// no use for kube-router's health server.
 	heartbeats := make(chan *healthcheck.ControllerHeartbeat)
+	stopped := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case <-heartbeats:
-			case <-runCtx.Done():
+			case <-stopped:
 				return
 			}
 		}
@@ -181,6 +181,7 @@ func (c *Controller) Start(ctx context.Context) (<-chan error, error) {
 		<-ctx.Done()
 		stop()
 		wg.Wait()
+		close(stopped)
 	}()
 	return done, nil
 }
