@@ -233,8 +233,9 @@ spec:
 }
 
 // createTestCluster makes a `skiff cluster` with the test web image
-// loaded, deleted when the test ends; it returns a client of it.
-func createTestCluster(t *testing.T, name string, agents int, serverFlags ...string) *server {
+// loaded, deleted when the test ends; once its nodes are Ready it returns
+// a client of it and the nodes' names, the server's first.
+func createTestCluster(t *testing.T, name string, agents int, serverFlags ...string) (*server, []string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(config.ClustersDir, name)); err == nil {
 		runSkiff(t, 5*time.Minute, "cluster", "delete", name)
@@ -256,7 +257,13 @@ func createTestCluster(t *testing.T, name string, agents int, serverFlags ...str
 	if code != 0 {
 		t.Fatalf("skiff cluster create: exit %d, output:\n%s", code, out)
 	}
-	return &server{t: t, kubeconfig: kc}
+	s := &server{t: t, kubeconfig: kc}
+	nodes := []string{name + "-server-1"}
+	for i := 1; i <= agents; i++ {
+		nodes = append(nodes, fmt.Sprintf("%s-agent-%d", name, i))
+	}
+	s.waitNodes(nodes, time.Minute)
+	return s, nodes
 }
 
 // clusterProcesses lists the processes that run a cluster's node, found by

@@ -20,10 +20,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/flowcontrol"
 	_ "modernc.org/sqlite" // the SQLite driver skiff's kine is built with
 
+	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/layout"
 )
 
@@ -45,9 +45,9 @@ func (s *server) stateDB() string { return layout.New(s.dataDir).Server.StateDB 
 // throttling, so a churn measures the server.
 func (s *server) clientset() *kubernetes.Clientset {
 	s.t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
+	cfg, err := kubeclient.Config(s.kubeconfig)
 	if err != nil {
-		s.t.Fatalf("load kubeconfig %s: %v", s.kubeconfig, err)
+		s.t.Fatal(err)
 	}
 	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
 	cfg.Timeout = 30 * time.Second

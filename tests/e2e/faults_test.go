@@ -79,9 +79,8 @@ func processAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil 
 func TestNetworkFaults(t *testing.T) {
 	preflightNode(t)
 	const name = "skt-f"
-	s := createTestCluster(t, name, 1)
-	serverNode, agent := name+"-server-1", name+"-agent-1"
-	s.waitNodes([]string{serverNode, agent}, time.Minute)
+	s, nodes := createTestCluster(t, name, 1)
+	serverNode, agent := nodes[0], nodes[1]
 	agentNetns, agentVeth, agentPID := clusterNode(t, name, agent)
 
 	s.apply(agentDeployment("local", 1, agent))
@@ -205,9 +204,8 @@ func TestNetworkFaults(t *testing.T) {
 func TestNodeRejoin(t *testing.T) {
 	preflightNode(t)
 	const name = "skt-r"
-	s := createTestCluster(t, name, 1)
-	serverNode, agent := name+"-server-1", name+"-agent-1"
-	s.waitNodes([]string{serverNode, agent}, time.Minute)
+	s, nodes := createTestCluster(t, name, 1)
+	serverNode, agent := nodes[0], nodes[1]
 	// The agent's host: what `skiff cluster` keeps for it beside its data
 	// dir (its kubelet root, /var/lib/cni and /var/log).
 	agentHost := filepath.Join(config.ClustersDir, name, "nodes", agent)

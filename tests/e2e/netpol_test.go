@@ -41,9 +41,8 @@ spec:
 func TestNetworkPolicy(t *testing.T) {
 	preflightNode(t)
 	const name = "skt-np"
-	s := createTestCluster(t, name, 1)
-	serverNode, agent := name+"-server-1", name+"-agent-1"
-	s.waitNodes([]string{serverNode, agent}, time.Minute)
+	s, nodes := createTestCluster(t, name, 1)
+	serverNode, agent := nodes[0], nodes[1]
 
 	s.kubectl("create", "namespace", "np")
 	s.kubectl("create", "namespace", "other")
@@ -213,9 +212,8 @@ spec:
 func TestNetworkPolicyDisabled(t *testing.T) {
 	preflightNode(t)
 	const name = "skt-npoff"
-	s := createTestCluster(t, name, 0, "--disable-network-policy")
-	node := name + "-server-1"
-	s.waitNodes([]string{node}, time.Minute)
+	s, nodes := createTestCluster(t, name, 0, "--disable-network-policy")
+	node := nodes[0]
 	s.apply(netpolPod("default", "target", node, "app: target") + "---\n" + netpolPod("default", "client", node, "role: client") + `---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
