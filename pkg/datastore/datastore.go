@@ -4,9 +4,7 @@ package datastore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -17,7 +15,6 @@ import (
 	"github.com/k3s-io/kine/pkg/endpoint"
 	"github.com/k3s-io/kine/pkg/tls"
 	"github.com/sirupsen/logrus"
-	_ "modernc.org/sqlite" // kine's SQLite driver without cgo, as skiff is built
 
 	"github.com/skiff-io/skiff/pkg/component"
 )
@@ -107,12 +104,6 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open datastore %s: %w", describe(d.Endpoint), err)
 	}
-	if d.Endpoint == "" {
-		if err := checkpointWAL(d.StateDB); err != nil {
-			// kine's own checkpoints get there later; only the space waits.
-			logrus.Warnf("datastore: %v", err)
-		}
-	}
 	d.ETCD.Set(etcd)
 
 	done := make(chan error, 1)
@@ -123,31 +114,6 @@ func (d *Datastore) Start(ctx context.Context) (<-chan error, error) {
 		close(done)
 	}()
 	return done, nil
-}
-
-// checkpointWAL copies the WAL into the database file and empties it. kine
-// VACUUMs at start, after its own checkpoint: the rewritten database then
-// sits in the WAL, and the database file keeps its old, possibly bloated,
-// size until a checkpoint copies the WAL back and truncates the file. SQLite
-// checkpoints by itself only once the WAL holds 1000 pages (4 MiB), which a
-// small database's VACUUM does not reach, and kine after its first
-// compaction, 5 minutes later: until then a database left bloated by an
-// older version would keep its size.
-func checkpointWAL(path string) error {
-	db, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: path, RawQuery: "_pragma=busy_timeout(30000)"}).String())
-	if err != nil {
-		return fmt.Errorf("open %s to checkpoint its WAL: %w", path, err)
-	}
-	defer db.Close()
-	// busy is 1 when readers or writers kept the checkpoint from finishing.
-	var busy, walFrames, checkpointed int
-	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &walFrames, &checkpointed); err != nil {
-		return fmt.Errorf("checkpoint the WAL of %s after kine's startup VACUUM: %w", path, err)
-	}
-	if busy != 0 {
-		return fmt.Errorf("checkpoint the WAL of %s after kine's startup VACUUM: %d of %d pages copied, the database was busy", path, checkpointed, walFrames)
-	}
-	return nil
 }
 
 // describe names an endpoint without its credentials.

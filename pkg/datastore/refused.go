@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strings"
-	"sync"
 
-	"github.com/k3s-io/kine/pkg/drivers"
 	"github.com/k3s-io/kine/pkg/server"
 	"golang.org/x/sys/unix"
 )
@@ -18,22 +14,8 @@ import (
 // race, and drop the insert's error on the way: a Create is then answered
 // with success although nothing was stored, and an Update or Delete as a
 // conflict on the revision it was given, which the apiserver retries until
-// its request times out. refusedWrites wraps kine's SQLite backend to turn
-// those answers back into errors.
-func init() {
-	kineSQLite, ok := drivers.Get("sqlite")
-	if !ok {
-		panic("kine's sqlite driver is not registered")
-	}
-	drivers.Register("sqlite", func(ctx context.Context, wg *sync.WaitGroup, cfg *drivers.Config) (bool, server.Backend, error) {
-		leaderElect, backend, err := kineSQLite(ctx, wg, cfg)
-		if err != nil {
-			return leaderElect, backend, err
-		}
-		path, _, _ := strings.Cut(cfg.DataSourceName, "?")
-		return leaderElect, &refusedWrites{Backend: backend, dir: filepath.Dir(path)}, nil
-	})
-}
+// its request times out. refusedWrites wraps kine's SQLite backend (see
+// sqlite.go) to turn those answers back into errors.
 
 // refusedWrites is a kine backend whose writes fail when SQLite did not
 // store them. dir holds the database.
