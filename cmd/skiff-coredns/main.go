@@ -8,6 +8,8 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	"github.com/skiff-io/skiff/pkg/startpages"
+
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
@@ -40,5 +42,6 @@ func main() {
 		}
 	}
 	dnsserver.Directives = directives
+	startpages.ReleaseLater()
 	coremain.Run()
 }

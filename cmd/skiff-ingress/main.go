@@ -25,6 +25,7 @@ import (
 
 	"github.com/skiff-io/skiff/pkg/ingress"
 	"github.com/skiff-io/skiff/pkg/kubeclient"
+	"github.com/skiff-io/skiff/pkg/startpages"
 )
 
 type options struct {
@@ -36,6 +37,7 @@ type options struct {
 }
 
 func main() {
+	startpages.ReleaseLater()
 	opts, err := parseFlags(os.Args[1:])
 	if errors.Is(err, pflag.ErrHelp) {
 		return

@@ -30,6 +30,7 @@ import (
 
 	"github.com/skiff-io/skiff/pkg/kubeclient"
 	"github.com/skiff-io/skiff/pkg/servicelb"
+	"github.com/skiff-io/skiff/pkg/startpages"
 )
 
 const component = "skiff-servicelb"
@@ -43,6 +44,7 @@ type options struct {
 }
 
 func main() {
+	startpages.ReleaseLater()
 	opts, err := parseFlags(os.Args[1:])
 	if errors.Is(err, pflag.ErrHelp) {
 		return

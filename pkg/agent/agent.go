@@ -37,7 +37,10 @@ func Run(ctx context.Context, cfg *config.CompletedAgent) error {
 		return fmt.Errorf("data dir %s is not writable (%v); run as root or pass a --data-dir you own", cfg.Node.Paths.DataDir, err)
 	}
 	node := &Node{Config: cfg}
-	ready := func() { logrus.Infof("node %s joined %s and is running", cfg.Node.Name, cfg.ServerURL) }
+	ready := func() {
+		logrus.Infof("node %s joined %s and is running", cfg.Node.Name, cfg.ServerURL)
+		ReleaseStartPages(ctx)
+	}
 	if err := component.Run(ctx, ready, node.Components()...); err != nil {
 		return err
 	}

@@ -159,6 +159,7 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 
 	ready := func() {
 		logrus.Infof("cluster ready: kubeconfig at %s, token at %s", cfg.KubeconfigPath, l.TokenFile)
+		agent.ReleaseStartPages(ctx)
 	}
 	bundled, err := bundledAddons(cfg, certs)
 	if err != nil {

@@ -6,9 +6,11 @@ package containerd
 
 import (
 	"context"
+	"time"
 
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
 	"github.com/containerd/containerd/v2/cmd/ctr/app"
+	"github.com/containerd/log"
 	"github.com/urfave/cli/v3"
 
 	// The same plugin set as upstream's containerd binary, CRI included
@@ -16,6 +18,7 @@ import (
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
 
 	"github.com/skiff-io/skiff/pkg/layout"
+	"github.com/skiff-io/skiff/pkg/startpages"
 )
 
 const (
@@ -35,8 +38,21 @@ const (
 // main does; args[0] is the program name. It is the entry point of
 // `skiff containerd ...` and of a `containerd` link to skiff.
 func Main(args []string) error {
+	go startpages.After(context.Background(), startPagesDelay, func(r startpages.Released, err error) {
+		if err != nil {
+			log.L.Warnf("release the start-up pages: %v", err)
+			return
+		}
+		log.L.Info(r.String())
+	})
 	return command.App().Run(context.Background(), args)
 }
+
+// startPagesDelay is how long after containerd starts its start-up is
+// taken to be over, and the pages only that used are given back
+// (pkg/startpages): by then the node has imported its system images and
+// started the addons' pods.
+const startPagesDelay = 45 * time.Second
 
 // CtrMain runs upstream ctr; args[0] is the program name. Unlike plain ctr
 // it talks to skiff's containerd in the CRI namespace unless

@@ -1,0 +1,3 @@
+module github.com/skiff-io/skiff/pkg/startpages
+
+go 1.26.0
