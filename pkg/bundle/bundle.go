@@ -6,7 +6,6 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -19,10 +18,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/sirupsen/logrus"
 )
 
-// archive and archiveSum are the helper archive (a gzipped tar) and the hex
+// archive and archiveSum are the helper archive (a zstd-compressed tar) and the hex
 // SHA-256 of it, embedded by embedded.go, which scripts/build-helpers
 // writes beside the archive; both are build products, so a tree that was
 // never built compiles without them and reports ErrNoHelpers. The recorded
@@ -33,8 +33,8 @@ var archive, archiveSum string
 
 // archiveName and sumName are the embedded files, named in messages.
 const (
-	archiveName = "assets/helpers.tar.gz"
-	sumName     = "assets/helpers.tar.gz.sha256"
+	archiveName = "assets/helpers.tar.zst"
+	sumName     = "assets/helpers.tar.zst.sha256"
 )
 
 // ErrNoHelpers means the binary was built without the helper archive.
@@ -106,7 +106,7 @@ func contentHash(data []byte) string {
 	return hex.EncodeToString(sum[:])[:16]
 }
 
-// ExtractArchive unpacks a gzipped tar of helpers to
+// ExtractArchive unpacks a zstd-compressed tar of helpers to
 // <helpersDir>/<content-hash>/ and returns its bin folder; see extract.
 func ExtractArchive(data []byte, helpersDir string) (string, error) {
 	binDir, _, err := extract(contentHash(data), helpersDir, func() (io.ReadCloser, error) {
@@ -175,11 +175,17 @@ func removeStale(parent, keep string) {
 	}
 }
 
+// archiveWindow bounds the decompression's memory: scripts/build-helpers
+// compresses with a window of this size (zstd --long=27), so that a helper
+// repeating another's code is stored once.
+const archiveWindow = 128 << 20
+
 func untar(archive io.Reader, dst string) error {
-	zr, err := gzip.NewReader(archive)
+	zr, err := zstd.NewReader(archive, zstd.WithDecoderMaxWindow(archiveWindow), zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return err
 	}
+	defer zr.Close()
 	tr := tar.NewReader(zr)
 	for {
 		h, err := tr.Next()

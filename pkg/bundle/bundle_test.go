@@ -3,7 +3,6 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-io/skiff/pkg/layout"
@@ -23,7 +23,10 @@ import (
 func makeArchive(t *testing.T, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, err := zstd.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tw := tar.NewWriter(zw)
 	if err := tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
 		t.Fatal(err)
@@ -119,7 +122,7 @@ func TestExtractRejectsUnsafePaths(t *testing.T) {
 }
 
 func TestExtractRejectsCorruptArchive(t *testing.T) {
-	if _, err := ExtractArchive([]byte("not gzip"), t.TempDir()); err == nil {
+	if _, err := ExtractArchive([]byte("not zstd"), t.TempDir()); err == nil {
 		t.Fatal("corrupt archive accepted")
 	}
 }

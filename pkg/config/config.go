@@ -3,10 +3,12 @@
 // before any component starts.
 package config
 
+import "github.com/skiff-io/skiff/pkg/layout"
+
 // Defaults a server uses when neither a flag, an environment variable nor the
 // config file says otherwise.
 const (
-	DefaultDataDir        = "/var/lib/skiff"
+	DefaultDataDir        = layout.DefaultDataDir
 	DefaultConfigFile     = "/etc/skiff/config.yaml"
 	DefaultKubeconfig     = "/etc/skiff/skiff.yaml"
 	DefaultHTTPSPort      = 6443

@@ -6,6 +6,9 @@ package layout
 
 import "path/filepath"
 
+// DefaultDataDir is the data dir unless --data-dir moves it.
+const DefaultDataDir = "/var/lib/skiff"
+
 // RunDir holds the node's runtime sockets and state that must not survive
 // a reboot (containerd's socket and task state, flannel's subnet file).
 const RunDir = "/run/skiff"

@@ -48,8 +48,10 @@ type server struct {
 	kubeconfig string
 	logPath    string
 	args       []string
-	cmd        *exec.Cmd
-	exited     <-chan struct{}
+	// bin runs the server instead of skiffBin when set.
+	bin    string
+	cmd    *exec.Cmd
+	exited <-chan struct{}
 	// logStart is the log size when the current process started, so
 	// readiness is judged on this run's lines only.
 	logStart int
@@ -97,7 +99,11 @@ func newServer(t *testing.T, extra ...string) *server {
 
 func (s *server) start() {
 	s.t.Helper()
-	cmd := exec.Command(skiffBin, s.args...)
+	bin := s.bin
+	if bin == "" {
+		bin = skiffBin
+	}
+	cmd := exec.Command(bin, s.args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG=")
 	exited, logStart, err := nodetest.StartLogged(cmd, s.logPath, "skiff "+strings.Join(s.args, " "))
 	if err != nil {
