@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-io/skiff/tests/nodetest"
+)
+
+// slowDiskDuration is how long TestSlowDiskLeases keeps the disk slow:
+// SKIFF_SLOW_DISK_DURATION (a Go duration) for a longer soak.
+func slowDiskDuration(t *testing.T) time.Duration {
+	v := os.Getenv("SKIFF_SLOW_DISK_DURATION")
+	if v == "" {
+		return 60 * time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("SKIFF_SLOW_DISK_DURATION=%q: %v", v, err)
+	}
+	return d
+}
+
+// TestSlowDiskLeases puts a node's data dir (the SQLite datastore,
+// containerd's images) on a loop device, then throttles the node's writes
+// to that device (a cgroup I/O limit: 10 writes and 1 MiB a second, a slow
+// SD card) while a client keeps writing: the server keeps serving, slowly,
+// no process of the node restarts, no system pod restarts, and once the
+// disk is fast again the node is Ready and writes are quick, with no
+// action.
+func TestSlowDiskLeases(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a loop device and a cgroup I/O limit need root")
+	}
+	throttle := newBlkioThrottle(t)
+	var mounted, loopDev string
+	// Registered before newNode's cleanup, so it runs after it.
+	t.Cleanup(func() {
+		if mounted != "" {
+			if err := syscall.Unmount(mounted, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL {
+				t.Errorf("unmount %s: %v", mounted, err)
+			}
+		}
+		if loopDev != "" {
+			if out, err := exec.Command("losetup", "-d", loopDev).CombinedOutput(); err != nil {
+				t.Errorf("losetup -d %s: %v: %s", loopDev, err, out)
+			}
+		}
+	})
+	s := newNode(t)
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 3<<30); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	loopDev = strings.TrimSpace(string(out))
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", loopDev).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 %s: %v: %s", loopDev, err, out)
+	}
+	if err := syscall.Mount(loopDev, s.dataDir, "ext4", 0, ""); err != nil {
+		t.Fatalf("mount %s on %s: %v", loopDev, s.dataDir, err)
+	}
+	mounted = s.dataDir
+	if err := os.Chmod(s.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// newNode put the test images into the data dir the mount now hides.
+	if err := os.MkdirAll(s.imagesDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	set := testImages(t)
+	copyFile(t, set.tars[webImageV1], filepath.Join(s.imagesDir(), filepath.Base(set.tars[webImageV1])))
+
+	s.start()
+	s.waitReady()
+	node := s.waitNodeReady(2 * time.Minute)
+	systemBefore := s.waitSystemPodsSettled(3 * time.Minute)
+	nodeProcs := s.nodeProcesses()
+
+	cms := s.clientset().CoreV1().ConfigMaps("default")
+	write := func(i int) (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		began := time.Now()
+		_, err := cms.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("slow-%04d", i)},
+			Data:       map[string]string{"v": strings.Repeat("x", 4096)},
+		}, metav1.CreateOptions{})
+		return time.Since(began), err
+	}
+	fast, err := write(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	throttle.limit(t, loopDev, nodeProcs)
+	duration := slowDiskDuration(t)
+	var latencies []time.Duration
+	var failures []string
+	notReady := time.Duration(0)
+	began := time.Now()
+	for i := 1; time.Since(began) < duration; i++ {
+		d, err := write(i)
+		if err != nil {
+			failures = append(failures, err.Error())
+		} else {
+			latencies = append(latencies, d)
+		}
+		if err := s.nodeCondition(node.Metadata.Name, "Ready", "True"); err != nil && notReady == 0 {
+			notReady = time.Since(began)
+		}
+		s.alive()
+	}
+	throttle.lift(t)
+	written := throttle.written(t)
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	if len(latencies) == 0 {
+		t.Fatalf("no write succeeded on the slow disk in %s: %q", duration, failures)
+	}
+	t.Logf("slow disk (%s): %d writes acknowledged, median %s, max %s (%s before); %d failed; %d KiB written to the device meanwhile",
+		duration, len(latencies), latencies[len(latencies)/2].Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond),
+		fast.Round(time.Millisecond), len(failures), written>>10)
+	if notReady > 0 {
+		t.Logf("the node was reported not Ready %s into the slow period", notReady.Round(time.Second))
+	}
+	if written == 0 {
+		t.Fatal("the throttled cgroup wrote nothing to the device: the limit did not apply to the node")
+	}
+
+	recovered := time.Now()
+	s.waitNodeReady(2 * time.Minute)
+	eventually(t, time.Minute, func() error {
+		d, err := write(100000 + int(time.Since(recovered)/time.Millisecond))
+		if err != nil {
+			return err
+		}
+		if d > time.Second {
+			return fmt.Errorf("a write took %s", d)
+		}
+		return nil
+	})
+	t.Logf("writes quick and node Ready again %s after the disk was", time.Since(recovered).Round(time.Second))
+	for _, p := range nodeProcs {
+		if !nodetest.Alive(p) {
+			t.Errorf("node process %d (%s) ended during the slow period", p, procName(p))
+		}
+	}
+	if after := s.nodeProcesses(); len(after) != len(nodeProcs) {
+		t.Errorf("node processes before the slow period %v, after %v: one was restarted", nodeProcs, after)
+	}
+	s.checkSystemPodsUnchanged(systemBefore)
+	log := s.log()[s.logStart:]
+	for _, bad := range []string{"leaderelection lost", "panic:", "level=fatal"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("the server log has %q", bad)
+		}
+	}
+}
+
+// nodeProcesses is the node process and its children (containerd), not
+// the pods' shims, which leave it.
+func (s *server) nodeProcesses() []int {
+	pids := []int{s.cmd.Process.Pid}
+	for _, p := range nodetest.Children(nodetest.ListProcs(), s.cmd.Process.Pid) {
+		pids = append(pids, p.PID)
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+func procName(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
+}
+
+// blkioThrottle is a cgroup v1 blkio cgroup of the test's that limits the
+// writes of the processes moved into it.
+type blkioThrottle struct {
+	dir string
+}
+
+const blkioRoot = "/sys/fs/cgroup/blkio"
+
+func newBlkioThrottle(t *testing.T) *blkioThrottle {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(blkioRoot, "blkio.throttle.write_iops_device")); err != nil {
+		t.Skipf("no cgroup v1 blkio controller at %s (%v)", blkioRoot, err)
+	}
+	b := &blkioThrottle{dir: filepath.Join(blkioRoot, fmt.Sprintf("skiff-slow-disk-%d", os.Getpid()))}
+	if err := os.Mkdir(b.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.lift(t)
+		if err := os.Remove(b.dir); err != nil {
+			t.Errorf("remove cgroup %s: %v", b.dir, err)
+		}
+	})
+	return b
+}
+
+// limit throttles the writes of pids to dev to 10 a second and 1 MiB/s.
+func (b *blkioThrottle) limit(t *testing.T, dev string, pids []int) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	for file, value := range map[string]string{
+		"blkio.throttle.write_iops_device": id + " 10",
+		"blkio.throttle.write_bps_device":  id + " 1048576",
+	} {
+		if err := os.WriteFile(filepath.Join(b.dir, file), []byte(value), 0o644); err != nil {
+			t.Fatalf("write %q to %s: %v", value, file, err)
+		}
+	}
+	for _, pid := range pids {
+		if err := os.WriteFile(filepath.Join(b.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatalf("move %d into %s: %v", pid, b.dir, err)
+		}
+	}
+}
+
+// written is how many bytes the cgroup's processes wrote to block devices
+// while in it.
+func (b *blkioThrottle) written(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(b.dir, "blkio.throttle.io_service_bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[1] == "Write" {
+			n, _ := strconv.ParseInt(f[2], 10, 64)
+			total += n
+		}
+	}
+	return total
+}
+
+// lift moves the processes back to the root cgroup, with any child they
+// started meanwhile: no limit.
+func (b *blkioThrottle) lift(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(b.dir, "cgroup.procs"))
+	if err != nil {
+		t.Errorf("list the processes of %s: %v", b.dir, err)
+		return
+	}
+	for _, pid := range strings.Fields(string(data)) {
+		if err := os.WriteFile(filepath.Join(blkioRoot, "cgroup.procs"), []byte(pid), 0o644); err != nil && nodetest.Alive(atoi(pid)) {
+			t.Errorf("move %s out of %s: %v", pid, b.dir, err)
+		}
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
