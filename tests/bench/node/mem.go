@@ -32,6 +32,7 @@ type Mem struct {
 	// ContainersKiB is the RSS of the processes under the shims (each
 	// pod's sandbox and container processes), not in the total.
 	ContainersKiB      int64 `json:"containers_kib"`
+	ContainersPSSKiB   int64 `json:"containers_pss_kib"`
 	ContainerProcesses int   `json:"container_processes"`
 	// ControlPlaneKiB is the RSS of the control plane an agent joined,
 	// not in the total; null for a server.
@@ -60,6 +61,7 @@ func readMem(node, containerd int, shims []int, cp int) Mem {
 	}
 	m.ContainerProcesses = len(conts)
 	m.ContainersKiB = sumKiB("status", "VmRSS", conts...)
+	m.ContainersPSSKiB = sumKiB("smaps_rollup", "Pss", conts...)
 	m.TotalKiB = m.SkiffKiB + m.ContainerdKiB + m.ShimsKiB
 	m.TotalPSSKiB = m.SkiffPSSKiB + m.ContainerdPSSKiB + m.ShimsPSSKiB
 	if cp != 0 {
