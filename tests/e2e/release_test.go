@@ -3,10 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +44,7 @@ func TestReleaseArtifact(t *testing.T) {
 	s.waitSystemPodsReady("k8s-app=kube-dns", 1, 3*time.Minute)
 
 	unpacked := filepath.Join(s.paths().HelpersDir, payload.Hash(), "skiff")
-	if got := fileSum(t, unpacked); got != payload.Hash() {
+	if got := fileSHA(t, unpacked); got != payload.Hash() {
 		t.Fatalf("unpacked binary %s has SHA-256 %s, the artifact names %s", unpacked, got, payload.Hash())
 	}
 	// The launcher execs the binary: the server process is the unpacked
@@ -118,20 +115,6 @@ func readPayload(t *testing.T, artifact string) release.Payload {
 		t.Fatalf("%s: %v", artifact, err)
 	}
 	return p
-}
-
-func fileSum(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func versionOf(t *testing.T, bin string) string {
