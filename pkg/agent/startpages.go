@@ -8,16 +8,16 @@ import (
 	"github.com/skiff-io/skiff/pkg/startpages"
 )
 
-// StartPagesDelay is how long after a node process is ready its start-up is
+// startPagesDelay is how long after a node process is ready its start-up is
 // taken to be over: the addons' pods have started and the informers of
 // every component have synced.
-const StartPagesDelay = 30 * time.Second
+const startPagesDelay = 30 * time.Second
 
-// ReleaseStartPages gives back, StartPagesDelay after the node is ready,
+// ReleaseStartPages gives back, startPagesDelay after the node is ready,
 // the pages of the skiff executable and the heap that only start-up used
 // (pkg/startpages says why). It returns at once.
 func ReleaseStartPages(ctx context.Context) {
-	go startpages.After(ctx, StartPagesDelay, func(r startpages.Released, err error) {
+	go startpages.After(ctx, startPagesDelay, func(r startpages.Released, err error) {
 		if err != nil {
 			logrus.Warnf("release the start-up pages: %v", err)
 			return

@@ -160,6 +160,15 @@ type systemPod struct {
 	restarts int
 }
 
+// restarts is the sum of the restarts of p's containers.
+func (p podInfo) restarts() int {
+	n := 0
+	for _, c := range p.Status.ContainerStatuses {
+		n += c.RestartCount
+	}
+	return n
+}
+
 // waitSystemPodsSettled waits until every kube-system pod but finished
 // jobs runs and is ready, and returns them by name.
 func (s *server) waitSystemPodsSettled(timeout time.Duration) map[string]systemPod {
@@ -178,11 +187,7 @@ func (s *server) waitSystemPodsSettled(timeout time.Duration) map[string]systemP
 			if err := p.running(); err != nil {
 				return err
 			}
-			restarts := 0
-			for _, c := range p.Status.ContainerStatuses {
-				restarts += c.RestartCount
-			}
-			got[p.Metadata.Name] = systemPod{uid: p.Metadata.UID, restarts: restarts}
+			got[p.Metadata.Name] = systemPod{uid: p.Metadata.UID, restarts: p.restarts()}
 		}
 		if len(got) < 5 {
 			return fmt.Errorf("%d system pods run, want the 5 addons' at least", len(got))
@@ -213,11 +218,7 @@ func (s *server) checkSystemPodsUnchanged(before map[string]systemPod) {
 		if err := p.running(); err != nil {
 			s.t.Errorf("system pod %s: %v", name, err)
 		}
-		restarts := 0
-		for _, c := range p.Status.ContainerStatuses {
-			restarts += c.RestartCount
-		}
-		if p.Metadata.UID != b.uid || restarts != b.restarts {
+		if restarts := p.restarts(); p.Metadata.UID != b.uid || restarts != b.restarts {
 			s.t.Errorf("system pod %s was replaced or restarted (uid %s, %d restarts; before %s, %d)", name, p.Metadata.UID, restarts, b.uid, b.restarts)
 		}
 	}

@@ -21,20 +21,6 @@ import (
 	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
-// slowDiskDuration is how long TestSlowDiskLeases keeps the disk slow:
-// SKIFF_SLOW_DISK_DURATION (a Go duration) for a longer soak.
-func slowDiskDuration(t *testing.T) time.Duration {
-	v := os.Getenv("SKIFF_SLOW_DISK_DURATION")
-	if v == "" {
-		return 60 * time.Second
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		t.Fatalf("SKIFF_SLOW_DISK_DURATION=%q: %v", v, err)
-	}
-	return d
-}
-
 // TestSlowDiskLeases puts a node's data dir (the SQLite datastore,
 // containerd's images) on a loop device, then throttles the writes to that
 // device (a cgroup I/O limit: 10 writes and 1 MiB a second, a slow SD
@@ -118,7 +104,8 @@ func TestSlowDiskLeases(t *testing.T) {
 	}
 
 	throttle.limit(t, loopDev)
-	duration := slowDiskDuration(t)
+	// SKIFF_SLOW_DISK_DURATION makes it a longer soak.
+	duration := envDuration(t, "SKIFF_SLOW_DISK_DURATION", 60*time.Second)
 	var latencies []time.Duration
 	var failures []string
 	notReady := time.Duration(0)
