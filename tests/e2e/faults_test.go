@@ -71,6 +71,17 @@ func clusterNode(t *testing.T, cluster, node string) (netns, veth string, pid in
 
 func processAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 
+// defaultUnreachableToleration is how long a pod that declares no
+// toleration of node.kubernetes.io/unreachable stays bound to an
+// unreachable node: the DefaultTolerationSeconds admission plugin's 300 s.
+const defaultUnreachableToleration = 300 * time.Second
+
+// unreachableToleration, appended to agentDeployment's manifest, makes its
+// pod tolerate an unreachable node for as long as it lasts.
+const unreachableToleration = `      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}
+`
+
 // TestNetworkFaults cuts an agent off its server (its link down) and
 // restarts the server (SIGTERM, then kill -9) while the agent runs: the
 // agent's pods keep running and serving local traffic throughout, and
@@ -83,8 +94,14 @@ func TestNetworkFaults(t *testing.T) {
 	serverNode, agent := nodes[0], nodes[1]
 	agentNetns, agentVeth, agentPID := clusterNode(t, name, agent)
 
-	s.apply(agentDeployment("local", 1, agent))
+	// "local" rides out cuts of any length, as an edge workload that must
+	// declares: it tolerates the unreachable taint without a time limit.
+	// "evictable" keeps upstream's default toleration (DefaultTolerationSeconds):
+	// it stays through a shorter cut and is replaced after a longer one.
+	s.apply(agentDeployment("local", 1, agent) + unreachableToleration)
+	s.apply(agentDeployment("evictable", 1, agent))
 	pod := s.waitPodsOnNodes("app=local", map[string]int{agent: 1}, 3*time.Minute)[agent][0]
+	evictable := s.waitPodsOnNodes("app=evictable", map[string]int{agent: 1}, 3*time.Minute)[agent][0]
 	web := testImages(t).binary
 	// localGet asks the agent's pod from the agent's own network
 	// namespace: traffic that never leaves the node.
@@ -169,6 +186,27 @@ func TestNetworkFaults(t *testing.T) {
 			}
 			restored = true
 			recovered(t, time.Now())
+			switch {
+			case cut < defaultUnreachableToleration-10*time.Second:
+				if _, ok := containersOn(t, s, agent)[evictable.Metadata.Name]; !ok {
+					t.Errorf("pod %s, with the default toleration, did not outlive a %s cut", evictable.Metadata.Name, cut)
+				}
+			case cut > defaultUnreachableToleration+time.Minute:
+				// The kubelet carries out the eviction once it sees it.
+				eventually(t, time.Minute, func() error {
+					pods, err := s.pods("default", "app=evictable")
+					if err != nil {
+						return err
+					}
+					for _, p := range pods {
+						if p.Metadata.Name == evictable.Metadata.Name {
+							return fmt.Errorf("pod %s, with the default %s toleration, is still there after a %s cut", p.Metadata.Name, defaultUnreachableToleration, cut)
+						}
+					}
+					return nil
+				})
+				evictable = s.waitPodsOnNodes("app=evictable", map[string]int{agent: 1}, time.Minute)[agent][0]
+			}
 		})
 	}
 
