@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-io/skiff/pkg/agent/clusterips"
 	"github.com/skiff-io/skiff/pkg/agent/containerd"
 	"github.com/skiff-io/skiff/pkg/agent/flannel"
 	"github.com/skiff-io/skiff/pkg/agent/join"
@@ -68,6 +69,7 @@ const (
 	imagesName     = "images"
 	kubeletName    = "kubelet"
 	flannelName    = "flannel"
+	proxyName      = "kube-proxy"
 )
 
 // Components returns the node's components. The join, the host set-up
@@ -202,7 +204,7 @@ func (n *Node) Components() []component.Component {
 			IPAMDir:     l.CNIIPAMDir,
 		}}, nil
 	})
-	proxy := component.Build("kube-proxy", func() (component.Component, error) {
+	proxy := component.Build(proxyName, func() (component.Component, error) {
 		c := creds.Get()
 		return &kubelet.Proxy{Proxy: settings.Proxy{
 			NodeName:    node.Name,
@@ -239,6 +241,14 @@ func (n *Node) Components() []component.Component {
 			ServiceCIDRs: c.Cluster.ServiceCIDR,
 		}, nil
 	})
+	// kube-proxy's nftables mode rejects what the guard rejects, and in its
+	// ipvs mode the ClusterIPs are the node's own addresses.
+	guard := component.Build("cluster-ip-guard", func() (component.Component, error) {
+		if mode := node.KubeProxyMode; mode != "" && mode != "iptables" {
+			return component.Task("cluster-ip-guard", func(context.Context) error { return nil }), nil
+		}
+		return &clusterips.Guard{ServiceCIDRs: creds.Get().Cluster.ServiceCIDR}, nil
+	})
 	discovery := component.Build("server-discovery", func() (component.Component, error) {
 		return balancer.discovery(creds.Get().KubeProxyKubeconfig), nil
 	})
@@ -246,6 +256,8 @@ func (n *Node) Components() []component.Component {
 		component.Requiring(kl, append([]string{joinName, imagesName}, n.KubeletAfter...)...),
 		component.Requiring(fl, kubeletName),
 		component.Requiring(proxy, flannelName),
+		// After kube-proxy, so that its jumps sit above kube-proxy's.
+		component.Requiring(guard, proxyName),
 		component.Requiring(discovery, joinName),
 		component.Requiring(addresses, kubeletName),
 		component.Requiring(policies, kubeletName),

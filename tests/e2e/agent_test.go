@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -152,6 +153,32 @@ func TestAgentNode(t *testing.T) {
 		}
 		out = s.kubectl(append([]string{"exec", "client", "--", webBinary, "get"}, urls...)...)
 		t.Logf("9 requests to the cluster IP were answered by: %v", answeringHosts(out))
+	})
+
+	run("a cluster IP's undefined port and an unused cluster IP are refused", func(t *testing.T) {
+		if clusterIP == "" {
+			t.Skip("no service")
+		}
+		// Without the guard these leave the node by its default route,
+		// where a network may answer them (pkg/agent/clusterips).
+		last := lastAddress(serviceNet)
+		for _, addr := range []string{net.JoinHostPort(clusterIP, "81"), net.JoinHostPort(last, "80")} {
+			eventually(t, 30*time.Second, func() error {
+				c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+				if err == nil {
+					c.Close()
+					return fmt.Errorf("a connection to %s from the host was answered", addr)
+				}
+				if !errors.Is(err, syscall.ECONNREFUSED) {
+					return fmt.Errorf("a connection to %s from the host failed with %v, want it refused", addr, err)
+				}
+				return nil
+			})
+		}
+		out, err := s.kubectlErr("exec", "client", "--", webBinary, "get", webURL(clusterIP, 81, "/undefined-port"))
+		if err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("from a pod, the cluster IP's undefined port: %v, output %q; want the connection refused", err, out)
+		}
 	})
 
 	run("node port answers from the host", func(t *testing.T) {
@@ -736,4 +763,15 @@ func TestAgentNftablesProxy(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), clusterIP) {
 		t.Fatalf("kube-proxy's nftables table does not hold the service %s: %v\n%s", clusterIP, err, tail(string(out), 20))
 	}
+}
+
+// lastAddress is the highest address of n but its broadcast one, which
+// the apiserver hands out last.
+func lastAddress(n *net.IPNet) string {
+	ip := make(net.IP, len(n.IP))
+	for i := range n.IP {
+		ip[i] = n.IP[i] | ^n.Mask[i]
+	}
+	ip[len(ip)-1]--
+	return ip.String()
 }

@@ -1,0 +1,53 @@
+package clusterips
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestRejectRules(t *testing.T) {
+	rules := rejectRules([]netip.Prefix{netip.MustParsePrefix("10.43.0.0/16")})
+	if len(rules) != 1 {
+		t.Fatalf("got %d rules, want 1", len(rules))
+	}
+	got := strings.Join(rules[0], " ")
+	if !strings.HasPrefix(got, "-d 10.43.0.0/16 ") || !strings.HasSuffix(got, "-j REJECT") {
+		t.Errorf("rule %q does not reject the range", got)
+	}
+	jump := strings.Join(jumpRule, " ")
+	if !strings.Contains(jump, "--ctstate NEW") || !strings.HasSuffix(jump, "-j "+Chain) {
+		t.Errorf("jump %q does not send new connections to %s", jump, Chain)
+	}
+	// killall removes the rules whose lines name skiff.
+	for _, r := range append(rules, jumpRule) {
+		if !strings.Contains(strings.ToLower(strings.Join(r, " ")), "skiff") {
+			t.Errorf("rule %q does not name skiff", r)
+		}
+	}
+}
+
+func TestRangesByFamily(t *testing.T) {
+	g := &Guard{ServiceCIDRs: "10.43.0.1/16, fd00:43::/112"}
+	var v4, v6 []netip.Prefix
+	for _, s := range strings.Split(g.ServiceCIDRs, ",") {
+		p, err := parseRange(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	if len(v4) != 1 || v4[0].String() != "10.43.0.0/16" || len(v6) != 1 || v6[0].String() != "fd00:43::/112" {
+		t.Errorf("ranges %v %v", v4, v6)
+	}
+	if _, err := parseRange("10.43.0.0"); err == nil {
+		t.Error("an address without a prefix length was taken for a range")
+	}
+	if _, err := (&Guard{ServiceCIDRs: " "}).tables(); err == nil {
+		t.Error("no range at all was accepted")
+	}
+}
