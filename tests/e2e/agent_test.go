@@ -175,9 +175,11 @@ func TestAgentNode(t *testing.T) {
 				return nil
 			})
 		}
+		// A pod's connection is dropped: it goes unanswered (the client's
+		// 5 s timeout).
 		out, err := s.kubectlErr("exec", "client", "--", webBinary, "get", webURL(clusterIP, 81, "/undefined-port"))
-		if err == nil || !strings.Contains(err.Error(), "connection refused") {
-			t.Errorf("from a pod, the cluster IP's undefined port: %v, output %q; want the connection refused", err, out)
+		if err == nil {
+			t.Errorf("from a pod, the cluster IP's undefined port answered: %q", out)
 		}
 	})
 

@@ -3,8 +3,12 @@
 // undefined port, or an address no Service holds. kube-proxy's iptables
 // mode leaves such packets to the node's routes, which send them out of
 // the node to whatever network is there, and that network may answer;
-// its nftables mode rejects them, and so does this guard for the
-// iptables mode, with one chain of its own in the filter table.
+// its nftables mode rejects or drops them, and so does this guard for the
+// iptables mode: the node's own connections are rejected (filter OUTPUT),
+// the pods' dropped once kube-proxy's NAT is behind them (mangle
+// FORWARD). The pods' cannot be rejected: REJECT exists only in the filter
+// table, where the network policy controller accepts the pods' traffic
+// ahead of any other rule and keeps its jump first.
 package clusterips
 
 import (
@@ -19,8 +23,8 @@ import (
 )
 
 const (
-	// Chain is the guard's chain in the filter table. The name carries
-	// "skiff", by which killall finds the rules it removes.
+	// Chain is the guard's chain, in the filter and the mangle table. The
+	// name carries "skiff", by which killall finds the rules it removes.
 	Chain = "SKIFF-CLUSTER-IPS"
 	// DefaultResync is how often the rules are checked and put back if
 	// something removed them.
@@ -125,71 +129,81 @@ func parseRange(s string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// jumpRule sends new connections through the guard's chain. Connections
-// kube-proxy translated already carry an endpoint's address here, since
-// the filter hooks come after the nat ones.
+// hook is where the guard's chain of one table is entered and what it
+// does to a packet it catches. Both hooks come after kube-proxy's NAT, so
+// a connection kube-proxy translated carries an endpoint's address there.
+type hook struct {
+	table, from, target string
+}
+
+var hooks = []hook{
+	{"filter", "OUTPUT", "REJECT"}, // the node's own connections
+	{"mangle", "FORWARD", "DROP"},  // the pods'
+}
+
+// jumpRule sends new connections through the guard's chain.
 var jumpRule = []string{"-m", "conntrack", "--ctstate", "NEW",
 	"-m", "comment", "--comment", "skiff: new connections to the Service CIDRs that kube-proxy did not translate", "-j", Chain}
 
-// rejectRules are the chain's rules: one reject for each range.
-func rejectRules(cidrs []netip.Prefix) [][]string {
+// guardRules are the rules of h's chain: one for each range.
+func guardRules(h hook, cidrs []netip.Prefix) [][]string {
 	var rules [][]string
 	for _, c := range cidrs {
 		rules = append(rules, []string{"-d", c.String(),
-			"-m", "comment", "--comment", "skiff: no Service has this ClusterIP and port", "-j", "REJECT"})
+			"-m", "comment", "--comment", "skiff: no Service has this ClusterIP and port", "-j", h.target})
 	}
 	return rules
 }
 
-// ensure makes the chain hold exactly the reject rules and the jumps to it
-// exist, at the top of FORWARD (ahead of the pod network's accept rules)
-// and OUTPUT.
+// ensure makes each hook's chain hold exactly its rules and the jump to it
+// exist.
 func (t *table) ensure() error {
-	want := rejectRules(t.cidrs)
-	ok, err := t.chainHolds(want)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		// ClearChain creates the chain or empties it.
-		if err := t.ipt.ClearChain("filter", Chain); err != nil {
-			return fmt.Errorf("cluster-ip-guard: create %s: %w", Chain, err)
+	for _, h := range hooks {
+		want := guardRules(h, t.cidrs)
+		ok, err := t.chainHolds(h.table, want)
+		if err != nil {
+			return err
 		}
-		for _, r := range want {
-			if err := t.ipt.Append("filter", Chain, r...); err != nil {
-				return fmt.Errorf("cluster-ip-guard: add to %s: %w", Chain, err)
+		if !ok {
+			// ClearChain creates the chain or empties it.
+			if err := t.ipt.ClearChain(h.table, Chain); err != nil {
+				return fmt.Errorf("cluster-ip-guard: create %s in %s: %w", Chain, h.table, err)
+			}
+			for _, r := range want {
+				if err := t.ipt.Append(h.table, Chain, r...); err != nil {
+					return fmt.Errorf("cluster-ip-guard: add to %s in %s: %w", Chain, h.table, err)
+				}
 			}
 		}
-	}
-	for _, from := range []string{"FORWARD", "OUTPUT"} {
-		exists, err := t.ipt.Exists("filter", from, jumpRule...)
+		exists, err := t.ipt.Exists(h.table, h.from, jumpRule...)
 		if err != nil {
-			return fmt.Errorf("cluster-ip-guard: check %s: %w", from, err)
+			return fmt.Errorf("cluster-ip-guard: check %s in %s: %w", h.from, h.table, err)
 		}
 		if !exists {
-			if err := t.ipt.Insert("filter", from, 1, jumpRule...); err != nil {
-				return fmt.Errorf("cluster-ip-guard: add the jump from %s: %w", from, err)
+			if err := t.ipt.Insert(h.table, h.from, 1, jumpRule...); err != nil {
+				return fmt.Errorf("cluster-ip-guard: add the jump from %s in %s: %w", h.from, h.table, err)
 			}
 		}
 	}
 	return nil
 }
 
-// chainHolds reports whether the chain exists with exactly want in it.
-func (t *table) chainHolds(want [][]string) (bool, error) {
-	exists, err := t.ipt.ChainExists("filter", Chain)
+// chainHolds reports whether the table's chain exists with exactly want
+// in it.
+func (t *table) chainHolds(tbl string, want [][]string) (bool, error) {
+	exists, err := t.ipt.ChainExists(tbl, Chain)
 	if err != nil || !exists {
 		return false, err
 	}
-	rules, err := t.ipt.List("filter", Chain)
+	rules, err := t.ipt.List(tbl, Chain)
 	if err != nil {
-		return false, fmt.Errorf("cluster-ip-guard: list %s: %w", Chain, err)
+		return false, fmt.Errorf("cluster-ip-guard: list %s in %s: %w", Chain, tbl, err)
 	}
 	if len(rules) != len(want)+1 { // List's first line is the chain's -N
 		return false, nil
 	}
 	for _, r := range want {
-		if ok, err := t.ipt.Exists("filter", Chain, r...); err != nil || !ok {
+		if ok, err := t.ipt.Exists(tbl, Chain, r...); err != nil || !ok {
 			return false, err
 		}
 	}

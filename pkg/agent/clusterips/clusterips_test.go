@@ -6,14 +6,22 @@ import (
 	"testing"
 )
 
-func TestRejectRules(t *testing.T) {
-	rules := rejectRules([]netip.Prefix{netip.MustParsePrefix("10.43.0.0/16")})
-	if len(rules) != 1 {
-		t.Fatalf("got %d rules, want 1", len(rules))
-	}
-	got := strings.Join(rules[0], " ")
-	if !strings.HasPrefix(got, "-d 10.43.0.0/16 ") || !strings.HasSuffix(got, "-j REJECT") {
-		t.Errorf("rule %q does not reject the range", got)
+func TestGuardRules(t *testing.T) {
+	var rules [][]string
+	for _, h := range hooks {
+		rs := guardRules(h, []netip.Prefix{netip.MustParsePrefix("10.43.0.0/16")})
+		if len(rs) != 1 {
+			t.Fatalf("%s: got %d rules, want 1", h.table, len(rs))
+		}
+		got := strings.Join(rs[0], " ")
+		if !strings.HasPrefix(got, "-d 10.43.0.0/16 ") || !strings.HasSuffix(got, "-j "+h.target) {
+			t.Errorf("%s: rule %q does not catch the range", h.table, got)
+		}
+		// REJECT exists only in the filter table.
+		if h.target == "REJECT" && h.table != "filter" {
+			t.Errorf("%s: REJECT outside the filter table", h.table)
+		}
+		rules = append(rules, rs...)
 	}
 	jump := strings.Join(jumpRule, " ")
 	if !strings.Contains(jump, "--ctstate NEW") || !strings.HasSuffix(jump, "-j "+Chain) {
