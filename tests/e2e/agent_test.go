@@ -155,7 +155,7 @@ func TestAgentNode(t *testing.T) {
 		t.Logf("9 requests to the cluster IP were answered by: %v", answeringHosts(out))
 	})
 
-	run("a cluster IP's undefined port and an unused cluster IP are refused", func(t *testing.T) {
+	run("a cluster IP's undefined port and an unused cluster IP are stopped on the node", func(t *testing.T) {
 		if clusterIP == "" {
 			t.Skip("no service")
 		}
