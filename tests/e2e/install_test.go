@@ -954,12 +954,13 @@ func cniNetns() []string {
 }
 
 // nodeRuleLines returns the iptables and ip6tables lines of kube-proxy,
-// flannel and the CNI plugins, and the nftables tables of kube-proxy and
-// flannel; tools that are not installed are skipped (and logged).
+// flannel, the CNI plugins and skiff's cluster-IP guard, and the nftables
+// tables of kube-proxy and flannel; tools that are not installed are
+// skipped (and logged).
 func nodeRuleLines(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	rule := regexp.MustCompile(`KUBE-|CNI-|(?i:flannel)`)
+	rule := regexp.MustCompile(`KUBE-|CNI-|(?i:flannel)|SKIFF-CLUSTER-IPS`)
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		if _, err := exec.LookPath(save); err != nil {
 			t.Logf("%s not installed; its rules not checked", save)
