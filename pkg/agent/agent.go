@@ -241,7 +241,7 @@ func (n *Node) Components() []component.Component {
 			ServiceCIDRs: c.Cluster.ServiceCIDR,
 		}, nil
 	})
-	// kube-proxy's nftables mode rejects what the guard rejects, and in its
+	// kube-proxy's nftables mode stops what the guard stops, and in its
 	// ipvs mode the ClusterIPs are the node's own addresses.
 	guard := component.Build("cluster-ip-guard", func() (component.Component, error) {
 		if mode := node.KubeProxyMode; mode != "" && mode != "iptables" {
@@ -256,7 +256,7 @@ func (n *Node) Components() []component.Component {
 		component.Requiring(kl, append([]string{joinName, imagesName}, n.KubeletAfter...)...),
 		component.Requiring(fl, kubeletName),
 		component.Requiring(proxy, flannelName),
-		// After kube-proxy, so that its jumps sit above kube-proxy's.
+		// After kube-proxy: it catches what kube-proxy's rules leave.
 		component.Requiring(guard, proxyName),
 		component.Requiring(discovery, joinName),
 		component.Requiring(addresses, kubeletName),

@@ -1,4 +1,4 @@
-// Package clusterips rejects new connections to the Service CIDRs that
+// Package clusterips stops new connections to the Service CIDRs that
 // kube-proxy did not send on to a Service's endpoints: a ClusterIP's
 // undefined port, or an address no Service holds. kube-proxy's iptables
 // mode leaves such packets to the node's routes, which send them out of
