@@ -85,20 +85,9 @@ type table struct {
 }
 
 func (g *Guard) tables() ([]*table, error) {
-	var v4, v6 []netip.Prefix
-	for _, s := range strings.Split(g.ServiceCIDRs, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		p, err := parseRange(s)
-		if err != nil {
-			return nil, err
-		}
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
+	v4, v6, err := rangesByFamily(g.ServiceCIDRs)
+	if err != nil {
+		return nil, err
 	}
 	var out []*table
 	for _, f := range []struct {
@@ -120,13 +109,24 @@ func (g *Guard) tables() ([]*table, error) {
 	return out, nil
 }
 
-// parseRange parses one Service CIDR, as the range it names.
-func parseRange(s string) (netip.Prefix, error) {
-	p, err := netip.ParsePrefix(strings.TrimSpace(s))
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("cluster-ip-guard: service CIDR %q: %w", s, err)
+// rangesByFamily parses comma-separated Service CIDRs into the IPv4 and
+// the IPv6 ranges they name.
+func rangesByFamily(cidrs string) (v4, v6 []netip.Prefix, err error) {
+	for _, s := range strings.Split(cidrs, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cluster-ip-guard: service CIDR %q: %w", s, err)
+		}
+		if p = p.Masked(); p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
 	}
-	return p.Masked(), nil
+	return v4, v6, nil
 }
 
 // hook is where the guard's chain of one table is entered and what it

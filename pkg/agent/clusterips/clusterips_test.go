@@ -36,23 +36,14 @@ func TestGuardRules(t *testing.T) {
 }
 
 func TestRangesByFamily(t *testing.T) {
-	g := &Guard{ServiceCIDRs: "10.43.0.1/16, fd00:43::/112"}
-	var v4, v6 []netip.Prefix
-	for _, s := range strings.Split(g.ServiceCIDRs, ",") {
-		p, err := parseRange(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
+	v4, v6, err := rangesByFamily("10.43.0.1/16, fd00:43::/112")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(v4) != 1 || v4[0].String() != "10.43.0.0/16" || len(v6) != 1 || v6[0].String() != "fd00:43::/112" {
 		t.Errorf("ranges %v %v", v4, v6)
 	}
-	if _, err := parseRange("10.43.0.0"); err == nil {
+	if _, _, err := rangesByFamily("10.43.0.0"); err == nil {
 		t.Error("an address without a prefix length was taken for a range")
 	}
 	if _, err := (&Guard{ServiceCIDRs: " "}).tables(); err == nil {
