@@ -34,6 +34,7 @@ import (
 // cancelled.
 func Run(ctx context.Context, cfg *config.CompletedAgent) error {
 	SetupLogging(cfg.Node.Debug)
+	TuneGC(ctx)
 	if err := os.MkdirAll(cfg.Node.Paths.Agent.Dir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s is not writable (%v); run as root or pass a --data-dir you own", cfg.Node.Paths.DataDir, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/skiff-io/skiff/pkg/idlegc"
 	"github.com/skiff-io/skiff/pkg/startpages"
 )
 
@@ -24,4 +25,10 @@ func ReleaseStartPages(ctx context.Context) {
 		}
 		logrus.Info(r)
 	})
+}
+
+// TuneGC runs the garbage collector as pkg/idlegc decides, from the node
+// process's start until ctx ends. It returns at once.
+func TuneGC(ctx context.Context) {
+	go idlegc.Run(ctx, func(change string) { logrus.Debug(change) })
 }

@@ -39,6 +39,7 @@ import (
 // Run runs a skiff server until ctx is cancelled.
 func Run(ctx context.Context, cfg *config.CompletedServer) error {
 	agent.SetupLogging(cfg.Debug)
+	agent.TuneGC(ctx)
 
 	paths := cfg.Paths
 	l := paths.Server

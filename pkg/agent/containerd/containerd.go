@@ -17,6 +17,7 @@ import (
 	// (builtins/cri.go, unless built with the no_cri tag).
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
 
+	"github.com/skiff-io/skiff/pkg/idlegc"
 	"github.com/skiff-io/skiff/pkg/layout"
 	"github.com/skiff-io/skiff/pkg/startpages"
 )
@@ -45,6 +46,7 @@ func Main(args []string) error {
 		}
 		log.L.Info(r.String())
 	})
+	go idlegc.Run(context.Background(), func(change string) { log.L.Debug(change) })
 	return command.App().Run(context.Background(), args)
 }
 
