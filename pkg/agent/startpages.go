@@ -30,5 +30,5 @@ func ReleaseStartPages(ctx context.Context) {
 // TuneGC runs the garbage collector as pkg/idlegc decides, from the node
 // process's start until ctx ends. It returns at once.
 func TuneGC(ctx context.Context) {
-	go idlegc.Run(ctx, func(change string) { logrus.Debug(change) })
+	go idlegc.Run(ctx, func(change string) { logrus.Info(change) })
 }

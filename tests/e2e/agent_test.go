@@ -642,6 +642,29 @@ spec:
 		}
 	})
 
+	// pkg/startpages and pkg/idlegc: once the node is idle, its process
+	// gives back its start-up pages and both it and its containerd collect
+	// garbage more often (the figures are in docs/benchmarks.md).
+	run("an idle node gives back its start-up memory and collects more often", func(t *testing.T) {
+		const idle = "garbage collector at GOGC=20: the process is idle"
+		eventually(t, 3*time.Minute, func() error {
+			log := s.log()[s.logStart:]
+			for _, want := range []string{"unmapped the start-up pages of", idle} {
+				if !strings.Contains(log, want) {
+					return fmt.Errorf("the node's log since its last start has no %q", want)
+				}
+			}
+			b, err := os.ReadFile(s.paths().Agent.ContainerdLog)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(b), idle) {
+				return fmt.Errorf("containerd's log has no %q", idle)
+			}
+			return nil
+		})
+	})
+
 	s.stop()
 }
 

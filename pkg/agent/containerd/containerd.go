@@ -46,7 +46,7 @@ func Main(args []string) error {
 		}
 		log.L.Info(r.String())
 	})
-	go idlegc.Run(context.Background(), func(change string) { log.L.Debug(change) })
+	go idlegc.Run(context.Background(), func(change string) { log.L.Info(change) })
 	return command.App().Run(context.Background(), args)
 }
 
