@@ -41,7 +41,7 @@ const (
 	StartPercent = 50
 	// IdleAllocRate is the allocation rate, in bytes a second, under which
 	// the process is idle: at IdlePercent the collector then marks at most
-	// 15 MiB a second, a few milliseconds of CPU.
+	// 15 MiB a second, a small fraction of one core.
 	IdleAllocRate = 3 << 20
 	// Window is the time the allocation rate is averaged over, so that the
 	// short bursts of an idle cluster's periodic work (resyncs, leases,
@@ -104,9 +104,9 @@ func (t *Tuner) Idle() bool { return t.idle }
 
 // Run tunes the collector of this process, from StartPercent, until ctx
 // ends. It does nothing when the GOGC environment variable is set: the
-// user's choice stands.
-// report, if not nil, is told of every change. On going idle the heap
-// the busy period left free is returned to the kernel at once.
+// user's choice stands. report, if not nil, is told of every change. On
+// going idle the heap the busy period left free is returned to the kernel
+// at once.
 func Run(ctx context.Context, report func(string)) {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return
