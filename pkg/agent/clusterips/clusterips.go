@@ -48,9 +48,21 @@ func (g *Guard) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range tables {
-		if err := t.ensure(); err != nil {
+	// The network policy controller, starting at the same time, rewrites
+	// the whole filter table from a copy it read a moment before, which
+	// can take away a chain just made: the next attempt puts it back.
+	for attempt := 1; ; attempt++ {
+		if err = ensureAll(tables); err == nil {
+			break
+		}
+		if attempt == startAttempts {
 			return nil, err
+		}
+		logrus.Debugf("cluster-ip-guard: attempt %d: %v", attempt, err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(startRetry):
 		}
 	}
 	resync := g.Resync
@@ -67,15 +79,30 @@ func (g *Guard) Start(ctx context.Context) (<-chan error, error) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				for _, t := range tables {
-					if err := t.ensure(); err != nil {
-						logrus.Warnf("cluster-ip-guard: %v", err)
-					}
+				if err := ensureAll(tables); err != nil {
+					logrus.Warnf("cluster-ip-guard: %v", err)
 				}
 			}
 		}
 	}()
 	return done, nil
+}
+
+// startAttempts and startRetry bound how long Start tries to put the
+// rules in place.
+const (
+	startAttempts = 5
+	startRetry    = time.Second
+)
+
+// ensureAll puts the rules of every family in place.
+func ensureAll(tables []*table) error {
+	for _, t := range tables {
+		if err := t.ensure(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // table is the guard's rules for one address family.
