@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/component-base/configz"
 
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
@@ -125,7 +126,8 @@ func waitControllersBuilt(ctx context.Context, url string, exited <-chan error, 
 	}
 }
 
-// Scheduler is the kube-scheduler component.
+// Scheduler is the kube-scheduler component. It may be started again in
+// the same process (each time this server wins the scheduler's lease).
 type Scheduler struct {
 	Args []string
 }
@@ -147,6 +149,9 @@ func (s *Scheduler) Start(ctx context.Context) (<-chan error, error) {
 	done := make(chan error, 1)
 	go func() {
 		err := schedapp.Run(ctx, cc, sched)
+		// Run registers its configuration in a registry of the process
+		// and never takes it out, so a second Run would be refused.
+		configz.Delete(schedulerConfigzName)
 		if ctx.Err() != nil {
 			// The scheduler reports its requested stop as an error.
 			err = nil
@@ -156,3 +161,7 @@ func (s *Scheduler) Start(ctx context.Context) (<-chan error, error) {
 	}()
 	return done, nil
 }
+
+// schedulerConfigzName is the name upstream's scheduler registers its
+// configuration under in k8s.io/component-base/configz (a literal there).
+const schedulerConfigzName = "componentconfig"
