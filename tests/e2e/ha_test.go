@@ -180,8 +180,17 @@ func TestHighAvailability(t *testing.T) {
 	})
 
 	run("deleting a server's node takes it out of the etcd cluster", func(t *testing.T) {
-		gone := joined[1]
+		// The harder case where it can be had: the deleted server leads
+		// the controller-manager, and its lease must move while its
+		// member goes. via[stays] is the other joined server.
+		gone, stays := joined[1], 1
+		if leaseHolder(t, via[0], "kube-controller-manager") == joined[0].name {
+			gone, stays = joined[0], 2
+		}
+		t.Logf("deleting server %s; the kube-controller-manager lease is held by %s; leases of skiff's controllers: %s", gone.name, leaseHolder(t, via[0], "kube-controller-manager"), skiffLeaseHolders(t, via[0]))
 		defer gone.bind(t)()
+		other := joined[stays-1]
+		defer other.bind(t)()
 		if out := via[0].kubectl("get", "node", gone.name, "-o", "jsonpath={.metadata.finalizers}"); !strings.Contains(out, "skiff.io/etcd-member") {
 			t.Errorf("server node %s has finalizers %s, want skiff.io/etcd-member", gone.name, out)
 		}
@@ -200,14 +209,18 @@ func TestHighAvailability(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatalf("server %s still runs a minute after its node was deleted", gone.name)
 		}
+		t.Logf("server %s stopped once its node was deleted, with:\n%s", gone.name, tail(gone.log()[gone.logStart:], 400))
 		gone.cmd = nil
 		code, out := gone.runToExit(3 * time.Minute)
 		if code == 0 || !strings.Contains(out, "was removed from the cluster") {
 			t.Errorf("the removed server restarted with its data: exit %d, want non-zero and a message that it was removed:\n%s", code, tail(out, 3000))
 		}
 		// Two members are left, and two are a quorum: the API still writes.
-		via[1].kubectl("create", "configmap", "ha-after-removal")
+		via[stays].kubectl("create", "configmap", "ha-after-removal")
 		via[0].kubectl("get", "configmap", "ha-after-removal")
+		// Both remaining servers ride out the removal.
+		s.alive()
+		other.alive()
 	})
 }
 
@@ -269,6 +282,25 @@ func leaseHolder(t *testing.T, s *server, lease string) string {
 	}
 	host, _, _ := strings.Cut(strings.TrimSpace(out), "_")
 	return host
+}
+
+// skiffLeaseHolders lists who holds each Lease of skiff's elected
+// controllers, for the log of a failure.
+func skiffLeaseHolders(t *testing.T, s *server) string {
+	t.Helper()
+	out, err := s.kubectlErr("get", "lease", "-n", "kube-system", "-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{" "}{end}`)
+	if err != nil {
+		return err.Error()
+	}
+	var held []string
+	for _, f := range strings.Fields(out) {
+		if strings.HasPrefix(f, "skiff-") {
+			name, holder, _ := strings.Cut(f, "=")
+			host, _, _ := strings.Cut(holder, "_")
+			held = append(held, name+"="+host)
+		}
+	}
+	return strings.Join(held, " ")
 }
 
 func waitReadyReplicas(t *testing.T, s *server, deployment string, n int, timeout time.Duration) {
