@@ -202,12 +202,17 @@ func TestHighAvailability(t *testing.T) {
 			}
 			return nil
 		})
-		// Upstream's kube-proxy ends the process of a node whose Node is
-		// deleted; a restart finds the member removed and says what to do.
+		// The process ends once its member learns it was removed, or once
+		// upstream's kube-proxy sees its Node deleted. A member cut off
+		// before it learns stalls for a while instead: its apiserver
+		// times out, and it has been seen to end only when the
+		// controller-manager it led missed its 30 s renew deadline, after
+		// a further 15 s for its member to stop. A restart finds the
+		// member removed and says what to do.
 		select {
 		case <-gone.exited:
-		case <-time.After(time.Minute):
-			t.Fatalf("server %s still runs a minute after its node was deleted", gone.name)
+		case <-time.After(3 * time.Minute):
+			t.Fatalf("server %s still runs 3 minutes after its node was deleted", gone.name)
 		}
 		t.Logf("server %s stopped once its node was deleted, with:\n%s", gone.name, tail(gone.log()[gone.logStart:], 400))
 		gone.cmd = nil
