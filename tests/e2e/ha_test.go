@@ -184,10 +184,11 @@ func TestHighAvailability(t *testing.T) {
 		// the controller-manager, and its lease must move while its
 		// member goes. via[stays] is the other joined server.
 		gone, stays := joined[1], 1
-		if leaseHolder(t, via[0], "kube-controller-manager") == joined[0].name {
+		holder := leaseHolder(t, via[0], "kube-controller-manager")
+		if holder == joined[0].name {
 			gone, stays = joined[0], 2
 		}
-		t.Logf("deleting server %s; the kube-controller-manager lease is held by %s; leases of skiff's controllers: %s", gone.name, leaseHolder(t, via[0], "kube-controller-manager"), skiffLeaseHolders(t, via[0]))
+		t.Logf("deleting server %s; the kube-controller-manager lease is held by %s; leases of skiff's controllers: %s", gone.name, holder, skiffLeaseHolders(t, via[0]))
 		defer gone.bind(t)()
 		other := joined[stays-1]
 		defer other.bind(t)()
@@ -285,7 +286,13 @@ func leaseHolder(t *testing.T, s *server, lease string) string {
 	if err != nil {
 		return ""
 	}
-	host, _, _ := strings.Cut(strings.TrimSpace(out), "_")
+	return holderHost(strings.TrimSpace(out))
+}
+
+// holderHost is the host name in a Lease's holder identity, which both
+// upstream's controllers and skiff's write as <host>_<suffix>.
+func holderHost(identity string) string {
+	host, _, _ := strings.Cut(identity, "_")
 	return host
 }
 
@@ -301,8 +308,7 @@ func skiffLeaseHolders(t *testing.T, s *server) string {
 	for _, f := range strings.Fields(out) {
 		if strings.HasPrefix(f, "skiff-") {
 			name, holder, _ := strings.Cut(f, "=")
-			host, _, _ := strings.Cut(holder, "_")
-			held = append(held, name+"="+host)
+			held = append(held, name+"="+holderHost(holder))
 		}
 	}
 	return strings.Join(held, " ")
