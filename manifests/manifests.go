@@ -1,6 +1,6 @@
 // Package manifests holds the bundled addon manifests (CoreDNS, the ingress
 // controller, local storage, metrics-server, ServiceLB, the runtime
-// classes) as templates, and renders them with the cluster's settings for
+// classes, the policy that keeps the addons' shim group to kube-system) as templates, and renders them with the cluster's settings for
 // the deploy controller to write and apply.
 package manifests
 
@@ -36,6 +36,10 @@ type Values struct {
 	// ReservedPorts are the node ports no LoadBalancer Service may take,
 	// as PORT/PROTOCOL=what uses it.
 	ReservedPorts []string
+	// ShimGroupAnnotation is the pod annotation that puts pods into one
+	// containerd shim of their node, and SystemShimGroup the group of the
+	// addons' pods.
+	ShimGroupAnnotation, SystemShimGroup string
 }
 
 // Names lists the bundled addons, e.g. "coredns", "ingress".

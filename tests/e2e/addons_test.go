@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-io/skiff/tests/nodetest"
 )
 
 // TestClusterServices checks what a fresh server runs with no image pulled:
@@ -144,6 +146,88 @@ data:
 	}
 	s.kubectl("create", "secret", "tls", "secure-tls", "--cert", certFile, "--key", keyFile)
 	s.apply(webIngressManifest)
+
+	run("the addons' pods share one containerd shim, which no pod of another namespace may join", func(t *testing.T) {
+		addons := []string{"k8s-app=kube-dns", "app.kubernetes.io/name=skiff-ingress", "app.kubernetes.io/name=local-path-provisioner",
+			"app.kubernetes.io/name=metrics-server", "app.kubernetes.io/name=skiff-servicelb"}
+		for _, selector := range addons {
+			s.waitSystemPodsReady(selector, 1, 3*time.Minute)
+		}
+		systemShim := func() (int, map[string][]int) {
+			t.Helper()
+			pods, err := s.pods("kube-system", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			shims, pids := map[int][]string{}, map[string][]int{}
+			for _, p := range pods {
+				if p.Metadata.Annotations[shimGroupAnnotation] != "skiff-system" || p.running() != nil {
+					continue
+				}
+				for shim, procs := range podShims(t, p.Metadata.UID) {
+					shims[shim] = append(shims[shim], p.Metadata.Name)
+					pids[p.Metadata.Name] = append(pids[p.Metadata.Name], procs...)
+				}
+			}
+			if len(pids) != len(addons) || len(shims) != 1 {
+				t.Fatalf("the %d running pods in the shim group skiff-system (want %d) have the shims %v, want one", len(pids), len(addons), shims)
+			}
+			for shim := range shims {
+				return shim, pids
+			}
+			panic("unreachable")
+		}
+		shim, pids := systemShim()
+		for _, name := range []string{"a", "b", "client"} {
+			pods, err := s.pods("default", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range pods {
+				if strings.HasPrefix(p.Metadata.Name, name) {
+					if _, shared := podShims(t, p.Metadata.UID)[shim]; shared {
+						t.Errorf("pod %s runs in the system pods' shim %d", p.Metadata.Name, shim)
+					}
+				}
+			}
+		}
+
+		// The shim outlives the pod that started it (the one with the
+		// oldest process), whose bundle holds the shim's working
+		// directory, and the other pods keep their processes.
+		first := ""
+		for name, procs := range pids {
+			if first == "" || procs[0] < pids[first][0] {
+				first = name
+			}
+		}
+		s.kubectl("-n", "kube-system", "delete", "pod", first, "--wait")
+		for _, selector := range addons {
+			s.waitSystemPodsReady(selector, 1, 3*time.Minute)
+		}
+		after, afterPIDs := systemShim()
+		if after != shim {
+			t.Errorf("the system pods moved from shim %d to %d when pod %s was replaced", shim, after, first)
+		}
+		for name, procs := range pids {
+			if name != first && !slices.Equal(procs, afterPIDs[name]) {
+				t.Errorf("pod %s's processes went from %v to %v when pod %s was replaced", name, procs, afterPIDs[name], first)
+			}
+		}
+
+		eventually(t, time.Minute, func() error {
+			out, err := s.kubectlErr("run", "joins-system-shim", "--image="+webImageV1, "--restart=Never",
+				"--annotations="+shimGroupAnnotation+"=skiff-system", "--command", "--", webBinary, "sleep", "infinity")
+			if err == nil {
+				s.kubectl("delete", "pod", "joins-system-shim", "--wait=false")
+				return fmt.Errorf("a pod in default with %s was admitted: %s", shimGroupAnnotation, out)
+			}
+			if !strings.Contains(err.Error(), "is reserved to kube-system") {
+				return fmt.Errorf("a pod in default with %s was refused for another reason: %v", shimGroupAnnotation, err)
+			}
+			return nil
+		})
+	})
 
 	run("ingress routes by host and path", func(t *testing.T) {
 		ingressAnswers(t, nodeIP, "a.example", "/", http.StatusOK, "hostname=a-")
@@ -392,6 +476,34 @@ func (s *server) checkSystemImagesLocal(t *testing.T) {
 			t.Errorf("system pod runs image %s, want one built into skiff", img)
 		}
 	}
+}
+
+// shimGroupAnnotation is the pod annotation that puts pods into one
+// containerd shim.
+const shimGroupAnnotation = "io.containerd.runc.v2.group"
+
+// podShims maps each containerd shim that is a parent of a process of the
+// pod with this UID to those processes' PIDs, sorted.
+func podShims(t *testing.T, uid string) map[int][]int {
+	t.Helper()
+	procs := nodetest.ListProcs()
+	shims := map[int][]int{}
+	for pid, p := range procs {
+		if !strings.Contains(p.Cgroup, "pod"+uid) {
+			continue
+		}
+		parent := procs[p.PPID]
+		if parent.IsShim() {
+			shims[parent.PID] = append(shims[parent.PID], pid)
+		}
+	}
+	if len(shims) == 0 {
+		t.Fatalf("no process of pod %s runs under a containerd shim", uid)
+	}
+	for _, pids := range shims {
+		slices.Sort(pids)
+	}
+	return shims
 }
 
 // waitSystemPodsReady waits for n Ready pods in kube-system.

@@ -428,6 +428,7 @@ type podInfo struct {
 		UID               string            `json:"uid"`
 		DeletionTimestamp *string           `json:"deletionTimestamp"`
 		Labels            map[string]string `json:"labels"`
+		Annotations       map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
 		NodeName   string `json:"nodeName"`

@@ -188,9 +188,10 @@ func renderConfig(c Config, regs *Registries, found []Runtime) ([]byte, error) {
 	}
 	runtimes := map[string]any{
 		BundledRuntime: map[string]any{
-			"runtime_type": runcShim,
-			"sandboxer":    "podsandbox",
-			"options":      runcOptions,
+			"runtime_type":    runcShim,
+			"sandboxer":       "podsandbox",
+			"options":         runcOptions,
+			"pod_annotations": []string{ShimGroupAnnotation},
 		},
 	}
 	for _, r := range found {

@@ -96,6 +96,7 @@ func TestWriteConfig(t *testing.T) {
 		{append(runc, "runtime_type"), "io.containerd.runc.v2"},
 		{append(runc, "options", "BinaryName"), "/opt/skiff/bin/runc"},
 		{append(runc, "options", "SystemdCgroup"), false},
+		{append(runc, "pod_annotations"), []any{"io.containerd.runc.v2.group"}},
 		{append(runtime, "cni", "bin_dirs"), []any{"/opt/skiff/bin"}},
 		{append(runtime, "cni", "conf_dir"), cfg.CNIConfDir},
 		{append(images, "snapshotter"), "native"},
@@ -256,7 +257,8 @@ func TestConfigAcceptedByContainerd(t *testing.T) {
 		t.Errorf("containerd reads restrict_oom_score_adj = %v", runtime["restrict_oom_score_adj"])
 	}
 	runc := lookup(t, runtime, "containerd", "runtimes", "runc").(map[string]any)
-	if runc["sandboxer"] != "podsandbox" || lookup(t, runc, "options", "BinaryName") != "/opt/skiff/bin/runc" {
+	if runc["sandboxer"] != "podsandbox" || lookup(t, runc, "options", "BinaryName") != "/opt/skiff/bin/runc" ||
+		!reflect.DeepEqual(runc["pod_annotations"], []any{ShimGroupAnnotation}) {
 		t.Errorf("containerd reads runc runtime %v", runc)
 	}
 	if got := lookup(t, runtime, "containerd", "runtimes", "crun", "options", "BinaryName"); got != filepath.Join(bin, "crun") {

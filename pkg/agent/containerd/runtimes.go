@@ -12,6 +12,17 @@ import (
 // RuntimeClass run with it unless Config.DefaultRuntime names another.
 const BundledRuntime = "runc"
 
+// ShimGroupAnnotation on a pod names a group of pods that share one runc
+// shim on their node, where each pod would otherwise get its own: the
+// bundled runtime passes it to the shim, which groups by it. An idle shim
+// costs about 6 MiB.
+const ShimGroupAnnotation = "io.containerd.runc.v2.group"
+
+// SystemShimGroup is the shim group of the bundled addons' pods. Only
+// kube-system may use the annotation (manifests/shim-groups.yaml): a pod
+// elsewhere in the group would share a process with the system pods.
+const SystemShimGroup = "skiff-system"
+
 // runcShim is the runtime type of runc and of the programs that take its
 // command line (crun, the NVIDIA runtime): the bundled shim runs them.
 const runcShim = "io.containerd.runc.v2"
