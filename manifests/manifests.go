@@ -1,5 +1,5 @@
 // Package manifests holds the bundled addon manifests (CoreDNS, the ingress
-// controller, local storage, metrics-server, ServiceLB, the runtime
+// controller, local storage, metrics-server, the runtime
 // classes, the policy that keeps the addons' shim group to kube-system) as templates, and renders them with the cluster's settings for
 // the deploy controller to write and apply.
 package manifests
@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -24,7 +25,6 @@ type Values struct {
 	IngressImage       string
 	LocalPathImage     string
 	MetricsServerImage string
-	ServiceLBImage     string
 	// StoragePath is the directory local-path volumes are made in.
 	StoragePath string
 	// MetricsServerCert and MetricsServerKey are metrics-server's serving
@@ -33,16 +33,23 @@ type Values struct {
 	// PEM, base64-encoded.
 	MetricsServerCert, MetricsServerKey string
 	AddonServingCA, KubeletCA           string
-	// ReservedPorts are the node ports no LoadBalancer Service may take,
-	// as PORT/PROTOCOL=what uses it.
-	ReservedPorts []string
 	// ShimGroupAnnotation is the pod annotation that puts pods into one
 	// containerd shim of their node, and SystemShimGroup the group of the
 	// addons' pods.
 	ShimGroupAnnotation, SystemShimGroup string
 }
 
-// Names lists the bundled addons, e.g. "coredns", "ingress".
+// ServiceLB is the name --disable turns off the ServiceLB controller by, as
+// in k3s. The controller runs inside the server, from no manifest.
+const ServiceLB = "servicelb"
+
+// Addons lists the names --disable takes for what skiff bundles: the
+// manifests and ServiceLB.
+func Addons() []string {
+	return slices.Sorted(slices.Values(append(Names(), ServiceLB)))
+}
+
+// Names lists the bundled manifests, e.g. "coredns", "ingress".
 func Names() []string {
 	entries, err := files.ReadDir(".")
 	if err != nil {

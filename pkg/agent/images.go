@@ -30,7 +30,7 @@ const MetricsServerImage = "skiff.local/system/metrics-server:v0.8.0"
 
 // SystemImageNames are the references of one build's system images.
 type SystemImageNames struct {
-	Pause, CoreDNS, Ingress, LocalPath, MetricsServer, ServiceLB string
+	Pause, CoreDNS, Ingress, LocalPath, MetricsServer string
 	// HelmJob runs the HelmChart controller's install and delete jobs.
 	HelmJob string
 }
@@ -40,7 +40,7 @@ const systemRegistry = "skiff.local"
 
 // SystemImages names this build's system images, under registry (a
 // --system-default-registry) instead of skiff.local when it is not "".
-// Those that hold skiff's own code (the ingress and ServiceLB controllers,
+// Those that hold skiff's own code (the ingress controller,
 // the volume helper beside the local-path provisioner, the HelmChart jobs'
 // helm client) change with skiff
 // itself: their tag is the content hash of the helpers every node of one
@@ -58,7 +58,6 @@ func SystemImages(registry string) (SystemImageNames, error) {
 		Ingress:       r(own("ingress")),
 		LocalPath:     r(own("local-path")),
 		MetricsServer: r(MetricsServerImage),
-		ServiceLB:     r(own("servicelb")),
 		HelmJob:       r(own("helm")),
 	}, nil
 }
@@ -175,11 +174,6 @@ func (s *systemImages) specs() ([]images.Spec, error) {
 			Entrypoint:   []string{"/metrics-server"},
 			Files:        []images.File{program("metrics-server")},
 			ExposedPorts: []string{"4443/tcp"},
-		},
-		{
-			Name:       names.ServiceLB,
-			Entrypoint: []string{"/skiff-servicelb"},
-			Files:      []images.File{program("skiff-servicelb")},
 		},
 		{
 			Name:       names.HelmJob,

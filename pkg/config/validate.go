@@ -161,7 +161,7 @@ func (s *Server) validateLocalStoragePath() error {
 func (s *Server) validateDisable() error {
 	for _, d := range s.Disable {
 		if !disableName.MatchString(d) {
-			return fmt.Errorf("invalid --disable value %q: give the name of a bundled addon (%s) or of a file in the manifests folder without its extension, e.g. traefik for traefik.yaml", d, strings.Join(manifests.Names(), ", "))
+			return fmt.Errorf("invalid --disable value %q: give the name of a bundled addon (%s) or of a file in the manifests folder without its extension, e.g. traefik for traefik.yaml", d, strings.Join(manifests.Addons(), ", "))
 		}
 	}
 	return nil

@@ -237,9 +237,9 @@ var testValues = manifests.Values{
 	ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local",
 	CoreDNSImage: "skiff.local/system/coredns:test", IngressImage: "skiff.local/system/ingress:test",
 	LocalPathImage: "skiff.local/system/local-path:test", MetricsServerImage: "skiff.local/system/metrics-server:test",
-	ServiceLBImage: "skiff.local/system/servicelb:test", StoragePath: `/var/lib/skiff "quoted"/storage`,
+	StoragePath:       `/var/lib/skiff "quoted"/storage`,
 	MetricsServerCert: "Y2VydA==", MetricsServerKey: "a2V5", AddonServingCA: "Y2E=", KubeletCA: "a3ViZWxldC1jYQ==",
-	ReservedPorts: []string{"6443/TCP=the Skiff API server", "80/TCP=the bundled ingress controller (disable it with --disable ingress)"},
+	ShimGroupAnnotation: "io.containerd.runc.v2.group", SystemShimGroup: "skiff-system",
 }
 
 // The local-path provisioner reads its node paths from JSON in a

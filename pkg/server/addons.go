@@ -38,9 +38,7 @@ func bundledAddons(cfg *config.CompletedServer, certs *pki.ServerPKI) ([]deploy.
 		IngressImage:       images.Ingress,
 		LocalPathImage:     images.LocalPath,
 		MetricsServerImage: images.MetricsServer,
-		ServiceLBImage:     images.ServiceLB,
 		StoragePath:        cfg.LocalStoragePath,
-		ReservedPorts:      reservedPorts(cfg),
 		// One shim for all the addons' pods of a node: 6 MiB less for
 		// every pod after the first.
 		ShimGroupAnnotation: containerd.ShimGroupAnnotation,
@@ -71,6 +69,9 @@ func bundledAddons(cfg *config.CompletedServer, certs *pki.ServerPKI) ([]deploy.
 		}
 		out = append(out, deploy.Bundled{Name: name, Content: content, Disabled: slices.Contains(cfg.Disable, name)})
 	}
+	// ServiceLB was a manifest and runs in the server now: the file an
+	// earlier version wrote goes, and its pod with it.
+	out = append(out, deploy.Bundled{Name: manifests.ServiceLB, Disabled: true})
 	return out, nil
 }
 

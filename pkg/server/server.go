@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiff-io/skiff/manifests"
 	"github.com/skiff-io/skiff/pkg/agent"
 	"github.com/skiff-io/skiff/pkg/component"
 	"github.com/skiff-io/skiff/pkg/config"
@@ -33,6 +35,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/nodeaddress"
 	"github.com/skiff-io/skiff/pkg/pki"
 	"github.com/skiff-io/skiff/pkg/secretsencrypt"
+	"github.com/skiff-io/skiff/pkg/servicelb"
 	"github.com/skiff-io/skiff/pkg/supervisor"
 )
 
@@ -230,6 +233,13 @@ func Run(ctx context.Context, cfg *config.CompletedServer) error {
 			JobImage:      images.HelmJob,
 			APIServerPort: cfg.HTTPSPort,
 			NodeName:      cfg.NodeName,
+		}, api)))
+	}
+	if !slices.Contains(cfg.Disable, manifests.ServiceLB) {
+		comps = append(comps, elected(after(&servicelb.Component{
+			Kubeconfig: kubeconfigs.admin,
+			Reserved:   reservedPorts(cfg),
+			NodeName:   cfg.NodeName,
 		}, api)))
 	}
 	if st.member != nil {

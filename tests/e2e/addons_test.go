@@ -149,7 +149,7 @@ data:
 
 	run("the addons' pods share one containerd shim, which no pod of another namespace may join", func(t *testing.T) {
 		addons := []string{"k8s-app=kube-dns", "app.kubernetes.io/name=skiff-ingress", "app.kubernetes.io/name=local-path-provisioner",
-			"app.kubernetes.io/name=metrics-server", "app.kubernetes.io/name=skiff-servicelb"}
+			"app.kubernetes.io/name=metrics-server"}
 		for _, selector := range addons {
 			s.waitSystemPodsReady(selector, 1, 3*time.Minute)
 		}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,13 +32,33 @@ func TestStorageLoadBalancerAndMetrics(t *testing.T) {
 		})
 	}
 
-	if !run("the addons are applied and run from local images", func(t *testing.T) {
-		for _, name := range []string{"local-storage", "metrics-server", "servicelb"} {
+	if !run("the addons are applied and run from local images; ServiceLB's manifest of earlier versions is gone", func(t *testing.T) {
+		for _, name := range []string{"local-storage", "metrics-server"} {
 			s.waitAddonState(name, "Applied", 2*time.Minute)
 		}
-		for _, app := range []string{"local-path-provisioner", "metrics-server", "skiff-servicelb"} {
+		for _, app := range []string{"local-path-provisioner", "metrics-server"} {
 			s.waitSystemPodsReady("app.kubernetes.io/name="+app, 1, 3*time.Minute)
 		}
+		// ServiceLB's manifest as an earlier version left it, applied: it
+		// and its objects go at the next start, now that the controller
+		// runs in the server.
+		manifestsDir := s.paths().Server.ManifestsDir
+		s.writeManifest(manifestsDir, "servicelb.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: skiff-servicelb\n  namespace: kube-system\n")
+		s.waitAddonState("servicelb", "Applied", time.Minute)
+		s.stop()
+		s.start()
+		s.waitReady()
+		eventually(t, time.Minute, func() error {
+			if _, err := os.Stat(filepath.Join(manifestsDir, "servicelb.yaml")); !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("servicelb.yaml is still in the manifests folder (%v)", err)
+			}
+			for _, obj := range [][]string{{"-n", "kube-system", "addon", "servicelb"}, {"-n", "kube-system", "serviceaccount", "skiff-servicelb"}} {
+				if _, err := s.kubectlErr(append([]string{"get"}, obj...)...); err == nil {
+					return fmt.Errorf("%v of the old ServiceLB manifest still exists", obj)
+				}
+			}
+			return nil
+		})
 		s.checkSystemImagesLocal(t)
 		if def := s.kubectl("get", "storageclass", "local-path", "-o", "jsonpath={.metadata.annotations.storageclass\\.kubernetes\\.io/is-default-class} {.volumeBindingMode} {.reclaimPolicy}"); def != "true WaitForFirstConsumer Delete" {
 			t.Errorf("StorageClass local-path: default, binding mode, reclaim policy = %q", def)
@@ -200,7 +221,6 @@ func TestStorageLoadBalancerAndMetrics(t *testing.T) {
 				{"apiservice", "v1beta1.metrics.k8s.io"},
 				{"-n", "kube-system", "deployment", "local-path-provisioner"},
 				{"-n", "kube-system", "deployment", "metrics-server"},
-				{"-n", "kube-system", "deployment", "skiff-servicelb"},
 			} {
 				if _, err := s.kubectlErr(append([]string{"get"}, obj...)...); err == nil {
 					return fmt.Errorf("%v still exists with --disable", obj)
@@ -208,16 +228,29 @@ func TestStorageLoadBalancerAndMetrics(t *testing.T) {
 			}
 			return nil
 		})
+		// No controller gives a new LoadBalancer Service an address; the
+		// same controller's 200 ms debounce would have within seconds.
+		s.apply(loadBalancerManifest("lb-unserved", "app: lb-web", 8093))
+		time.Sleep(10 * time.Second)
+		if ips := s.kubectl("get", "service", "lb-unserved", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"); ips != "" {
+			t.Errorf("service lb-unserved got addresses %q with --disable servicelb", ips)
+		}
 		s.stop()
 		s.args = args
 		s.start()
 		s.waitReady()
-		for _, name := range []string{"local-storage", "metrics-server", "servicelb"} {
+		for _, name := range []string{"local-storage", "metrics-server"} {
 			s.waitAddonState(name, "Applied", 2*time.Minute)
 		}
-		for _, app := range []string{"local-path-provisioner", "metrics-server", "skiff-servicelb"} {
+		for _, app := range []string{"local-path-provisioner", "metrics-server"} {
 			s.waitSystemPodsReady("app.kubernetes.io/name="+app, 1, 3*time.Minute)
 		}
+		eventually(t, time.Minute, func() error {
+			if ips := s.kubectl("get", "service", "lb-unserved", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"); ips != nodeIP {
+				return fmt.Errorf("service lb-unserved has addresses %q once ServiceLB runs again, want %s", ips, nodeIP)
+			}
+			return nil
+		})
 	})
 }
 
