@@ -1,7 +1,8 @@
 // Package manifests holds the bundled addon manifests (CoreDNS, the ingress
-// controller, local storage, metrics-server, the runtime
-// classes, the policy that keeps the addons' shim group to kube-system) as templates, and renders them with the cluster's settings for
-// the deploy controller to write and apply.
+// controller, local storage, metrics-server, the runtime classes, the
+// policy that keeps the addons' shim group to kube-system) as templates,
+// and renders them with the cluster's settings for the deploy controller
+// to write and apply.
 package manifests
 
 import (
