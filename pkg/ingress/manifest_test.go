@@ -29,7 +29,8 @@ func TestDeploymentManifestMatchesTheProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rendered bytes.Buffer
-	if err := tmpl.Execute(&rendered, map[string]string{"IngressImage": "skiff.local/system/ingress:test"}); err != nil {
+	if err := tmpl.Execute(&rendered, map[string]string{"IngressImage": "skiff.local/system/ingress:test",
+		"ShimGroupAnnotation": "io.containerd.runc.v2.group", "SystemShimGroup": "skiff-system"}); err != nil {
 		t.Fatal(err)
 	}
 
