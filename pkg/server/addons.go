@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiff-io/skiff/manifests"
 	"github.com/skiff-io/skiff/pkg/agent"
@@ -13,6 +14,7 @@ import (
 	"github.com/skiff-io/skiff/pkg/config"
 	"github.com/skiff-io/skiff/pkg/deploy"
 	"github.com/skiff-io/skiff/pkg/pki"
+	"github.com/skiff-io/skiff/pkg/servicelb"
 )
 
 // Ports skiff's own components listen on at every node's addresses: a
@@ -76,19 +78,20 @@ func bundledAddons(cfg *config.CompletedServer, certs *pki.ServerPKI) ([]deploy.
 }
 
 // reservedPorts are the node ports ServiceLB refuses to a LoadBalancer
-// Service, as PORT/PROTOCOL=what uses it.
-func reservedPorts(cfg *config.CompletedServer) []string {
-	ports := []string{
-		strconv.Itoa(cfg.HTTPSPort) + "/TCP=the Skiff API server",
-		strconv.Itoa(kubeletPort) + "/TCP=the kubelet",
+// Service, each with what uses it.
+func reservedPorts(cfg *config.CompletedServer) []servicelb.ReservedPort {
+	ports := []servicelb.ReservedPort{
+		{Port: int32(cfg.HTTPSPort), Protocol: corev1.ProtocolTCP, Reason: "the Skiff API server"},
+		{Port: kubeletPort, Protocol: corev1.ProtocolTCP, Reason: "the kubelet"},
 	}
 	if cfg.FlannelBackend == "vxlan" {
-		ports = append(ports, strconv.Itoa(flannelVXLAN)+"/UDP=the pod network (flannel VXLAN)")
+		ports = append(ports, servicelb.ReservedPort{Port: flannelVXLAN, Protocol: corev1.ProtocolUDP, Reason: "the pod network (flannel VXLAN)"})
 	}
 	if !slices.Contains(cfg.Disable, "ingress") {
+		const ingress = "the bundled ingress controller (disable it with --disable ingress)"
 		ports = append(ports,
-			strconv.Itoa(ingressHTTP)+"/TCP=the bundled ingress controller (disable it with --disable ingress)",
-			strconv.Itoa(ingressHTTPS)+"/TCP=the bundled ingress controller (disable it with --disable ingress)")
+			servicelb.ReservedPort{Port: ingressHTTP, Protocol: corev1.ProtocolTCP, Reason: ingress},
+			servicelb.ReservedPort{Port: ingressHTTPS, Protocol: corev1.ProtocolTCP, Reason: ingress})
 	}
 	return ports
 }

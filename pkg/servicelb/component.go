@@ -19,9 +19,8 @@ const eventSource = "skiff-servicelb"
 // informers instead of a pod, its runtime and its shim on some node.
 type Component struct {
 	Kubeconfig string
-	// Reserved are the node ports no LoadBalancer Service may take, as
-	// PORT/PROTOCOL=what uses it.
-	Reserved []string
+	// Reserved are the node ports no LoadBalancer Service may take.
+	Reserved []ReservedPort
 	// NodeName is the Events' source host.
 	NodeName string
 }
@@ -31,14 +30,6 @@ func (c *Component) Name() string { return "servicelb" }
 // Start returns at once; the controller runs in the background until ctx
 // is cancelled.
 func (c *Component) Start(ctx context.Context) (<-chan error, error) {
-	var reserved []ReservedPort
-	for _, value := range c.Reserved {
-		r, err := ParseReservedPort(value)
-		if err != nil {
-			return nil, fmt.Errorf("servicelb reserved port %w", err)
-		}
-		reserved = append(reserved, r)
-	}
 	client, err := kubeclient.New(c.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -46,7 +37,7 @@ func (c *Component) Start(ctx context.Context) (<-chan error, error) {
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: eventSource, Host: c.NodeName})
-	controller, err := NewController(client, Options{Reserved: reserved, Recorder: recorder})
+	controller, err := NewController(client, Options{Reserved: c.Reserved, Recorder: recorder})
 	if err != nil {
 		events.Shutdown()
 		return nil, fmt.Errorf("create servicelb controller: %w", err)
